@@ -1,0 +1,178 @@
+"""Multi-head scaled dot-product attention (Vaswani et al. 2017, eq. 1 and section 3.2.2).
+
+Queries, keys and values are projected by separate ``HeadProjection`` layers into
+``[batch, length, heads, head_dim]``; the attention itself is the pure function
+``attention_weights`` followed by a weighted sum. A decoding KV cache slots in between the two:
+project the new token, append its key/value to the cache, then attend.
+
+Masks are boolean, ``True`` = attend, broadcastable to ``[batch, heads, q_length, kv_length]``;
+combine them with ``&`` (e.g. ``causal_mask(l) & padding_mask(valid)``).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+Dtype = Any
+
+QKV_ACTIVATION_AXES = ("act_batch", "act_seq", "act_heads", "act_kv")
+OUTPUT_ACTIVATION_AXES = ("act_batch", "act_seq", "act_embed")
+
+
+def causal_mask(length: int) -> Array:
+    """Position i attends to positions j <= i (Vaswani et al. 2017, section 3.2.3)."""
+    return jnp.tril(jnp.ones((length, length), dtype=bool))[None, None]  # [1, 1, q, kv]
+
+
+def padding_mask(valid: Array) -> Array:
+    """Every query may attend to the valid keys only; ``valid`` is a boolean ``[batch, kv]``."""
+    return jnp.asarray(valid, dtype=bool)[:, None, None, :]  # [batch, 1, 1, kv]
+
+
+def attention_weights(query: Array, key: Array, mask: Array | None = None) -> Array:
+    """softmax(Q K^T / sqrt(d_k)) of Vaswani et al. 2017, eq. 1, computed in float32.
+
+    Args:
+      query: ``[batch, q_length, heads, head_dim]``.
+      key: ``[batch, kv_length, heads, head_dim]``.
+      mask: boolean, broadcastable to ``[batch, heads, q_length, kv_length]``; ``True`` = attend.
+
+    Returns:
+      float32 weights ``[batch, heads, q_length, kv_length]``; masked keys get exactly zero weight.
+    """
+    query = query / jnp.sqrt(query.shape[-1]).astype(query.dtype)
+    logits = jnp.einsum("bqhd,bkhd->bhqk", query, key, preferred_element_type=jnp.float32)
+    if mask is not None:
+        logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+    return jax.nn.softmax(logits, axis=-1)  # [batch, heads, q, kv]
+
+
+def flattened_init(init: nn.initializers.Initializer, contracted_axes: int) -> nn.initializers.Initializer:
+    """Runs a 2-D initialiser on ``[prod(inputs), prod(outputs)]`` and reshapes, as ``nn.DenseGeneral`` does.
+
+    Fan-in/fan-out, hence xavier's scale, are those of the equivalent 2-D matrix.
+    """
+
+    def init_fn(key, shape, dtype=jnp.float32):
+        flat = (math.prod(shape[:contracted_axes]), math.prod(shape[contracted_axes:]))
+        return jnp.reshape(init(key, flat, dtype), shape)
+
+    return init_fn
+
+
+class HeadProjection(nn.Module):
+    """``y = x W + b`` contracting the last ``contracted_axes`` input axes into ``features`` output axes.
+
+    The same maths and parameter shapes as ``nn.DenseGeneral``; it exists because ``DenseGeneral``
+    boxes its kernel at the flattened 2-D shape and so fails under an active mesh with 3-D logical
+    axis names. Here parameters are born at their full shape with ``kernel_axes``/``bias_axes``.
+    """
+
+    features: tuple[int, ...]
+    contracted_axes: int
+    kernel_axes: tuple[str, ...]
+    bias_axes: tuple[str, ...]
+    use_bias: bool = True
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    kernel_init: nn.initializers.Initializer = nn.initializers.xavier_uniform()
+    bias_init: nn.initializers.Initializer = nn.initializers.zeros
+
+    @nn.compact
+    def __call__(self, inputs: Array) -> Array:
+        """Maps ``[..., *contracted]`` to ``[..., *features]``."""
+        contracted = inputs.shape[inputs.ndim - self.contracted_axes:]
+        kernel = self.param(
+            "kernel",
+            nn.with_logical_partitioning(flattened_init(self.kernel_init, self.contracted_axes), self.kernel_axes),
+            contracted + tuple(self.features), self.param_dtype)
+        input_dims = tuple(range(inputs.ndim - self.contracted_axes, inputs.ndim))
+        y = jax.lax.dot_general(inputs.astype(self.dtype), kernel.astype(self.dtype),
+                                ((input_dims, tuple(range(self.contracted_axes))), ((), ())))  # [..., *features]
+        if not self.use_bias:
+            return y
+        bias = self.param("bias", nn.with_logical_partitioning(self.bias_init, self.bias_axes),
+                          tuple(self.features), self.param_dtype)
+        return y + bias.astype(self.dtype)
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention, MultiHead(Q, K, V) = Concat(head_1..head_h) W^O (Vaswani et al. 2017).
+
+    Parameter names (``query``, ``key``, ``value``, ``out``) and shapes (``[embed, heads, head_dim]``
+    and ``[heads, head_dim, embed]``) match ``flax.linen.MultiHeadDotProductAttention``, so the
+    official ViT checkpoints load by path. Attention probabilities are stored in the
+    ``intermediates`` collection as ``attention_weights`` when that collection is mutable.
+
+    Attributes:
+      num_heads: number of heads h.
+      head_dim: per-head width d_k; defaults to ``embed // num_heads``.
+      out_features: output width; defaults to the query's input width.
+      dropout_rate: dropout on the attention probabilities (rng stream ``'dropout'``).
+      dtype: computation dtype; the softmax is always float32.
+      param_dtype: parameter dtype.
+      use_bias: whether the four projections have biases.
+      kernel_init: initialiser of the projection kernels (xavier uniform as in the ViT code).
+      bias_init: initialiser of the projection biases.
+    """
+
+    num_heads: int
+    head_dim: int | None = None
+    out_features: int | None = None
+    dropout_rate: float = 0.0
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    use_bias: bool = True
+    kernel_init: nn.initializers.Initializer = nn.initializers.xavier_uniform()
+    bias_init: nn.initializers.Initializer = nn.initializers.zeros
+
+    @nn.compact
+    def __call__(self, inputs_q: Array, inputs_kv: Array | None = None, *, mask: Array | None = None,
+                 deterministic: bool = True) -> Array:
+        """Attends from ``inputs_q [batch, q, embed]`` to ``inputs_kv [batch, kv, embed]``.
+
+        ``inputs_kv=None`` is self-attention. Returns ``[batch, q, out_features]``.
+        """
+        inputs_kv = inputs_q if inputs_kv is None else inputs_kv
+        chex.assert_rank([inputs_q, inputs_kv], 3)
+        head_dim = self._resolve_head_dim(inputs_q.shape[-1])
+        query = self._project("query", inputs_q, head_dim)  # [batch, q, heads, head_dim]
+        key = self._project("key", inputs_kv, head_dim)  # [batch, kv, heads, head_dim]
+        value = self._project("value", inputs_kv, head_dim)  # [batch, kv, heads, head_dim]
+        weights = attention_weights(query, key, mask)  # [batch, heads, q, kv]
+        self.sow("intermediates", "attention_weights", weights)
+        weights = nn.Dropout(rate=self.dropout_rate)(weights, deterministic=deterministic)
+        attended = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(self.dtype), value)  # [batch, q, heads, head_dim]
+        attended = nn.with_logical_constraint(attended, QKV_ACTIVATION_AXES)
+        return self._output_projection(attended, inputs_q.shape[-1])  # [batch, q, out_features]
+
+    def _resolve_head_dim(self, embed: int) -> int:
+        if self.head_dim is not None:
+            return self.head_dim
+        if embed % self.num_heads:
+            raise ValueError(f"MultiHeadAttention: width {embed} is not divisible by num_heads={self.num_heads}; "
+                             "pass head_dim explicitly")
+        return embed // self.num_heads
+
+    def _project(self, name: str, inputs: Array, head_dim: int) -> Array:
+        projected = HeadProjection(
+            features=(self.num_heads, head_dim), contracted_axes=1,
+            kernel_axes=("embed", "heads", "kv"), bias_axes=("heads", "kv"), use_bias=self.use_bias,
+            dtype=self.dtype, param_dtype=self.param_dtype, kernel_init=self.kernel_init,
+            bias_init=self.bias_init, name=name)(inputs)
+        return nn.with_logical_constraint(projected, QKV_ACTIVATION_AXES)
+
+    def _output_projection(self, attended: Array, input_width: int) -> Array:
+        features = input_width if self.out_features is None else self.out_features
+        out = HeadProjection(
+            features=(features,), contracted_axes=2,
+            kernel_axes=("heads", "kv", "embed"), bias_axes=("embed",), use_bias=self.use_bias,
+            dtype=self.dtype, param_dtype=self.param_dtype, kernel_init=self.kernel_init,
+            bias_init=self.bias_init, name="out")(attended)
+        return nn.with_logical_constraint(out, OUTPUT_ACTIVATION_AXES)

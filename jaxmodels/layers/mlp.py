@@ -1,0 +1,64 @@
+"""Transformer feed-forward block (Vaswani et al. 2017, eq. 2; Dosovitskiy et al. 2021, eq. 3)."""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+Dtype = Any
+
+exact_gelu = functools.partial(nn.gelu, approximate=False)
+
+
+def _activation_axes(ndim: int, feature_axis: str) -> tuple[str, ...]:
+    """Logical names of a ``[batch, ..., features]`` activation: the middle axes are sequence-like."""
+    return ("act_batch",) + ("act_seq",) * (ndim - 2) + (feature_axis,)
+
+
+class MlpBlock(nn.Module):
+    """Dense -> activation -> Dropout -> Dense -> Dropout, as ``MlpBlock`` in google-research/vision_transformer.
+
+    Submodules are named ``Dense_0`` and ``Dense_1`` like the official ViT checkpoints.
+
+    Attributes:
+      mlp_dim: hidden width.
+      dropout_rate: dropout after the activation and after the output projection.
+      out_dim: output width; defaults to the input width.
+      activation: elementwise non-linearity; exact (erf) GELU by default. The official ViT code
+        uses ``nn.gelu``'s tanh approximation; pass ``nn.gelu`` to reproduce it bit for bit.
+      dtype: computation dtype.
+      param_dtype: parameter dtype.
+      kernel_init: xavier uniform, as in the ViT code.
+      bias_init: normal(1e-6), as in the ViT code.
+    """
+
+    mlp_dim: int
+    dropout_rate: float = 0.0
+    out_dim: int | None = None
+    activation: Callable[[Array], Array] = exact_gelu
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    kernel_init: nn.initializers.Initializer = nn.initializers.xavier_uniform()
+    bias_init: nn.initializers.Initializer = nn.initializers.normal(stddev=1e-6)
+
+    @nn.compact
+    def __call__(self, inputs: Array, *, deterministic: bool = True) -> Array:
+        """Maps ``[batch, ..., embed]`` to ``[batch, ..., out_dim]``."""
+        out_dim = inputs.shape[-1] if self.out_dim is None else self.out_dim
+        x = self._dense(self.mlp_dim, ("embed", "mlp"), "Dense_0")(inputs)  # [batch, ..., mlp]
+        x = nn.with_logical_constraint(self.activation(x), _activation_axes(x.ndim, "act_mlp"))
+        x = nn.Dropout(rate=self.dropout_rate)(x, deterministic=deterministic)
+        x = self._dense(out_dim, ("mlp", "embed"), "Dense_1")(x)  # [batch, ..., out_dim]
+        x = nn.with_logical_constraint(x, _activation_axes(x.ndim, "act_embed"))
+        return nn.Dropout(rate=self.dropout_rate)(x, deterministic=deterministic)
+
+    def _dense(self, features: int, kernel_axes: tuple[str, str], name: str) -> nn.Dense:
+        return nn.Dense(
+            features=features, dtype=self.dtype, param_dtype=self.param_dtype,
+            kernel_init=nn.with_logical_partitioning(self.kernel_init, kernel_axes),
+            bias_init=nn.with_logical_partitioning(self.bias_init, kernel_axes[1:]),
+            name=name)

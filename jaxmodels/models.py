@@ -1,0 +1,32 @@
+"""The explicit map from a config's ``model.name`` to the function that builds the module.
+
+Every binary and ``jaxmodels.load`` build models through this one dict, so a checkpoint written
+by any binary can be loaded by name. Add a family's constructor here when the family lands.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import flax.linen as nn
+
+from jaxmodels.vision.vit import vit_from_config
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "vit": vit_from_config,
+}
+
+
+class UnknownModelError(KeyError):
+    def __init__(self, name, where: str = "config.model.name"):
+        super().__init__(f"{where}={name!r} names no known model; known models: {sorted(MODELS)}")
+
+    def __str__(self):
+        return self.args[0]
+
+
+def build_model(model_cfg) -> nn.Module:
+    """Builds the linen module named by ``model_cfg.name`` from the rest of ``model_cfg``."""
+    name = model_cfg.get("name") if hasattr(model_cfg, "get") else None
+    if name not in MODELS:
+        raise UnknownModelError(name)
+    return MODELS[name](model_cfg)
