@@ -1,17 +1,42 @@
 """One ViT training step on CPU: jaxmodels (jit) vs the same model in PyTorch eager.
 
-FINDINGS_PLACEHOLDER
+Run: ``python benchmarks/vit_step.py --repeats 7`` (needs ``pip install -r requirements-bench.txt``).
+Both frameworks run the same model (``benchmarks/torch_vit.py``, weights copied from ours, logits
+equal to 1e-4 in ``tests/benchmarks/``) and the same step: forward, cross-entropy, backward, AdamW.
+
+Findings on the 2-vCPU AMD EPYC development VM (2026-11-23; medians, side by side):
+
+* Measured ratio (ours/torch images per second): Ti/16@224 batch 8: 0.69; Ti/4@32 batch 64: 0.68.
+  Ours runs at 47-54% of the measured matmul peak, torch (1 thread) at 69-79%.
+* torch's default of 2 OpenMP threads is pathological here: a 192x192 GEMM runs at 1.5-3 GFLOP/s
+  with 2 threads vs 77 GFLOP/s with 1, and a whole Ti/16@224 step takes 7.7 s vs 1.2 s. A first
+  table against that default showed ours 3.8x faster; that compared against a handicapped
+  baseline, so torch's thread count is now chosen by timing (``--threads 0``, the default).
+* One thread reaches the machine's matmul peak (jnp.dot 2048^2: 75 GFLOP/s single-threaded vs 65
+  with Eigen's 2 threads; torch 71 vs 70), so the second vCPU adds no GEMM throughput.
+* XLA flags, ours only, Ti/16@224 img/s (medians of 5, noise about +-10%): default 4.4;
+  ``--xla_cpu_multi_thread_eigen=false`` 5.1; ``--xla_cpu_use_thunk_runtime=false`` 5.4;
+  ``--xla_cpu_enable_fast_math=true`` 5.5; bfloat16 compute 4.6 (no native bf16 GEMM on this CPU).
+  On one encoder block (fwd+bwd, [8, 197, 192], single-threaded): default 110 ms, XNNPACK 120,
+  oneDNN 113, fusion emitters off 116, thunk runtime off 117, XNN dot fusion 121: none beyond noise.
+* Where the time goes (one block, fwd+bwd): MLP alone 43 ms (at the matmul peak), attention
+  alone 44 ms (``jax.nn.dot_product_attention`` 47 ms, a fused-qkv Dense 60 ms), each LayerNorm
+  1 ms, the patch-embedding conv 15 ms per step; yet the composed block takes 110-130 ms, so about
+  30 ms per block is lost to XLA:CPU fusion/layout choices across the block boundary. That, not any
+  one kernel, is the open gap to torch.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import os
 import platform
 import statistics
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 # Cases: name -> model variant, image size, default batch and classes. Ti/16 at 224 px is the
 # ImageNet-1k shape (1000 classes, 197 tokens); Ti/4 at 32 px is the CIFAR-10 shape (10 classes,
@@ -23,6 +48,10 @@ CASES: dict[str, dict[str, Any]] = {
 
 # AdamW as in a DeiT-style recipe; constant lr and no clipping, so both frameworks do the same work.
 OPTIMIZER = dict(name="adamw", lr=1e-3, schedule="constant", weight_decay=0.05, b1=0.9, b2=0.999, eps=1e-8)
+
+# Experimental rewrites of our ViT's layers (``--tweaks``): same parameter tree, same function
+# (tests/benchmarks/test_torch_vit_matches.py checks logits and gradients), different XLA graph.
+TWEAKS = ("erf_gelu", "patch_matmul", "fused_qkv", "deferred_softmax")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -40,8 +69,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="jax.default_matmul_precision for our step (e.g. 'highest', 'bfloat16')")
     parser.add_argument("--xla-flags", default="",
                         help="appended to XLA_FLAGS before JAX is imported, e.g. '--xla_cpu_enable_fast_math=true'")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(),
-                        help="torch.set_num_threads (default os.cpu_count())")
+    parser.add_argument("--tweaks", default="",
+                        help="comma-separated experimental changes to our ViT, same parameters and maths "
+                             f"(see the docstring): {', '.join(TWEAKS)}, or 'all'")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch.set_num_threads; 0 (default) = the faster of 1 and os.cpu_count(), "
+                             "timed during warm-up (on this 2-core VM torch's 2-thread OpenMP GEMMs of "
+                             "Ti's 192-wide matrices run ~20x slower than 1 thread)")
     parser.add_argument("--torch-adamw", choices=("fused", "foreach", "for-loop"), default="fused",
                         help="torch.optim.AdamW implementation (fused is the fastest on CPU)")
     parser.add_argument("--no-torch", action="store_true", help="time ours only")
@@ -52,6 +86,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown case(s) {unknown}; choose from {list(CASES)}")
     args.cases = args.cases.split(",")
+    args.tweaks = list(TWEAKS) if args.tweaks == "all" else [t for t in args.tweaks.split(",") if t]
+    bad = [t for t in args.tweaks if t not in TWEAKS]
+    if bad:
+        parser.error(f"unknown tweak(s) {bad}; choose from {list(TWEAKS)} or 'all'")
     args.batches = {name: spec["batch"] for name, spec in CASES.items()}
     for item in args.batch:
         name, _, size = item.partition("=")
@@ -69,6 +107,148 @@ def configure_environment(args: argparse.Namespace) -> None:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+# --------------------------------------------------------------------------------------------
+# --tweaks: candidate library changes, swapped into jaxmodels.vision.vit for the benchmark only
+
+
+@functools.cache
+def _tweak_classes() -> dict[str, Callable]:
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxmodels.layers import MlpBlock, MultiHeadAttention, PatchEmbedding, to_pair
+    from jaxmodels.layers.attention import attention_weights, flattened_init
+
+    def erf_gelu(x):
+        """Exact GELU as 0.5 x (1 + erf(x / sqrt 2)) (PyTorch's formula); ``jax.nn.gelu(approximate=False)``
+        uses erfc(-x / sqrt 2), which XLA expands into a much longer polynomial with exp and selects."""
+        return 0.5 * x * (1.0 + jax.lax.erf(x * np.sqrt(0.5).astype(x.dtype)))
+
+    class ErfGeluMlpBlock(MlpBlock):
+        activation: Callable = erf_gelu
+
+    class MatmulPatchEmbedding(PatchEmbedding):
+        """The stride-P patch conv as reshape + one [P*P*C, D] matmul, same ``kernel [P, P, C, D]``."""
+
+        @nn.compact
+        def __call__(self, images):
+            (patch_h, patch_w), (batch, height, width, channels) = to_pair(self.patch_size), images.shape
+            kernel = self.param(
+                "kernel",
+                nn.with_logical_partitioning(self.kernel_init, ("patch_height", "patch_width", "channels", "embed")),
+                (patch_h, patch_w, channels, self.hidden_size), self.param_dtype)
+            grid_h, grid_w = height // patch_h, width // patch_w
+            x = images.astype(self.dtype).reshape(batch, grid_h, patch_h, grid_w, patch_w, channels)
+            x = x.transpose(0, 1, 3, 2, 4, 5).reshape(batch, grid_h * grid_w, patch_h * patch_w * channels)
+            x = x @ kernel.astype(self.dtype).reshape(-1, self.hidden_size)  # [batch, patches, hidden]
+            if self.use_bias:
+                bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
+                                  (self.hidden_size,), self.param_dtype)
+                x = x + bias.astype(self.dtype)
+            return x
+
+    class ProjectionParams(nn.Module):
+        """Declares a ``HeadProjection``'s kernel and bias (same names, shapes, initialisers) without applying it."""
+
+        kernel_shape: tuple[int, ...]
+        contracted_axes: int
+        kernel_axes: tuple[str, ...]
+        bias_axes: tuple[str, ...]
+        kernel_init: Callable
+        bias_init: Callable
+        param_dtype: Any
+
+        @nn.compact
+        def __call__(self):
+            kernel = self.param("kernel", nn.with_logical_partitioning(
+                flattened_init(self.kernel_init, self.contracted_axes), self.kernel_axes),
+                self.kernel_shape, self.param_dtype)
+            bias = self.param("bias", nn.with_logical_partitioning(self.bias_init, self.bias_axes),
+                              self.kernel_shape[self.contracted_axes:], self.param_dtype)
+            return kernel, bias
+
+    class TweakedAttention(MultiHeadAttention):
+        """Self-attention with the parameters of ``MultiHeadAttention`` and two optional rewrites:
+
+        fused_qkv: the q/k/v kernels ``[embed, heads, kv]`` are stacked into one ``[embed, 3, heads, kv]``
+          at trace time, so one matmul (and one weight-gradient matmul) replaces three.
+        deferred_softmax: softmax(s) v computed as (exp(s - max s) v) / sum exp(s - max s), dividing the
+          ``[batch, q, heads, kv]`` output instead of normalising the ``[batch, heads, q, k]`` weights
+          (no attention-weight dropout, no ``intermediates`` sow).
+        """
+
+        fused_qkv: bool = False
+        deferred_softmax: bool = False
+
+        @nn.compact
+        def __call__(self, inputs_q, inputs_kv=None, *, mask=None, deterministic=True):
+            if inputs_kv is not None or mask is not None:
+                raise NotImplementedError("TweakedAttention: self-attention without mask only")
+            if self.deferred_softmax and self.dropout_rate > 0 and not deterministic:
+                raise NotImplementedError("deferred_softmax has no attention-weight dropout")
+            dtype, embed = self.dtype, inputs_q.shape[-1]
+            head_dim = self._resolve_head_dim(embed)
+
+            def params(name, shape, contracted, kernel_axes, bias_axes):
+                return ProjectionParams(shape, contracted, kernel_axes, bias_axes, self.kernel_init,
+                                        self.bias_init, self.param_dtype, name=name)()
+
+            qkv_params = [params(name, (embed, self.num_heads, head_dim), 1, ("embed", "heads", "kv"),
+                                 ("heads", "kv")) for name in ("query", "key", "value")]
+            x = inputs_q.astype(dtype)
+            if self.fused_qkv:
+                kernel = jnp.stack([k for k, _ in qkv_params], axis=1).astype(dtype)  # [embed, 3, heads, kv]
+                bias = jnp.stack([b for _, b in qkv_params], axis=0).astype(dtype)  # [3, heads, kv]
+                qkv = jnp.einsum("btd,dshk->btshk", x, kernel) + bias  # [batch, tokens, 3, heads, kv]
+                query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+            else:
+                query, key, value = (jnp.einsum("btd,dhk->bthk", x, k.astype(dtype)) + b.astype(dtype)
+                                     for k, b in qkv_params)
+            if self.deferred_softmax:
+                query = query / jnp.sqrt(head_dim).astype(dtype)
+                logits = jnp.einsum("bqhd,bkhd->bhqk", query, key, preferred_element_type=jnp.float32)
+                unnormalised = jnp.exp(logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True)))
+                attended = jnp.einsum("bhqk,bkhd->bqhd", unnormalised.astype(dtype), value)
+                total = jnp.sum(unnormalised, axis=-1).transpose(0, 2, 1)[..., None]  # [batch, q, heads, 1]
+                attended = attended / total.astype(dtype)
+            else:
+                weights = nn.Dropout(rate=self.dropout_rate)(attention_weights(query, key),
+                                                             deterministic=deterministic)
+                attended = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(dtype), value)
+            out_kernel, out_bias = params("out", (self.num_heads, head_dim, embed), 2, ("heads", "kv", "embed"),
+                                          ("embed",))
+            return jnp.einsum("bqhd,hde->bqe", attended, out_kernel.astype(dtype)) + out_bias.astype(dtype)
+
+    return {"MlpBlock": ErfGeluMlpBlock, "PatchEmbedding": MatmulPatchEmbedding,
+            "MultiHeadAttention": TweakedAttention}
+
+
+@contextlib.contextmanager
+def tweaked_vit(tweaks):
+    """Within the block, ``jaxmodels.vision.vit.ViT`` builds (and traces) with the given ``TWEAKS``."""
+    import jaxmodels.vision.vit as vit_module
+
+    classes, replace = _tweak_classes(), {}
+    if "erf_gelu" in tweaks:
+        replace["MlpBlock"] = classes["MlpBlock"]
+    if "patch_matmul" in tweaks:
+        replace["PatchEmbedding"] = classes["PatchEmbedding"]
+    if "fused_qkv" in tweaks or "deferred_softmax" in tweaks:
+        replace["MultiHeadAttention"] = functools.partial(
+            classes["MultiHeadAttention"], fused_qkv="fused_qkv" in tweaks,
+            deferred_softmax="deferred_softmax" in tweaks)
+    saved = {name: getattr(vit_module, name) for name in replace}
+    try:
+        for name, value in replace.items():
+            setattr(vit_module, name, value)
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(vit_module, name, value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -107,9 +287,14 @@ def xla_flops(compiled) -> float | None:
 class OursStep:
     """The jitted ``jaxmodels.training.classification.train_step`` of a ViT, state donated."""
 
-    def __init__(self, case: dict[str, Any], batch: int, args: argparse.Namespace, images, labels):
-        import functools
+    def __init__(self, case: dict[str, Any], args: argparse.Namespace, images, labels):
+        import jax
 
+        self.jax = jax
+        with tweaked_vit(args.tweaks):
+            self._build(case, args, images, labels)
+
+    def _build(self, case, args, images, labels):
         import flax.linen as nn
         import jax
         import jax.numpy as jnp
@@ -118,7 +303,6 @@ class OursStep:
         from jaxmodels.training.optimizers import build_optimizer, learning_rate_schedule
         from jaxmodels.vision.vit import ViT, vit_variant
 
-        self.jax = jax
         self.model = ViT(num_classes=case["num_classes"], image_size=case["image_size"],
                          dtype=jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32,
                          **vit_variant(case["variant"]))
@@ -135,10 +319,8 @@ class OursStep:
             jitted = jax.jit(step, donate_argnums=(0,))
             self.compiled = jitted.lower(self.state, self.batch).compile()
         self.flops = xla_flops(self.compiled)
-        self.params = lambda: self.state["params"]
 
     def _precision(self):
-        import contextlib
         return (self.jax.default_matmul_precision(self.precision) if self.precision
                 else contextlib.nullcontext())
 
@@ -160,8 +342,8 @@ class TorchStep:
         from torch_vit import load_flax_params, torch_vit_like
 
         self.torch, self.F = torch, F
-        torch.set_num_threads(args.threads)
-        self.model = load_flax_params(torch_vit_like(ours.model), ours.jax.device_get(ours.params())).train()
+        torch.set_num_threads(args.threads or os.cpu_count())
+        self.model = load_flax_params(torch_vit_like(ours.model), ours.jax.device_get(ours.state["params"])).train()
         decay, no_decay = [], []
         for name, param in self.model.named_parameters():  # as jaxmodels' weight_decay_mask
             excluded = name in ("pos_embedding", "cls")
@@ -174,6 +356,17 @@ class TorchStep:
         self.images = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))  # NCHW
         self.labels = torch.from_numpy(labels.astype(np.int64))
 
+    def choose_threads(self, candidates: list[int], trials: int = 2) -> int:
+        """Sets and returns the thread count with the fastest median step among ``candidates``."""
+        timings = {}
+        for threads in candidates:
+            self.torch.set_num_threads(threads)
+            self()  # settle the thread pool
+            timings[threads] = statistics.median(self() for _ in range(trials))
+        best = min(timings, key=timings.get)
+        self.torch.set_num_threads(best)
+        return best
+
     def __call__(self) -> float:
         start = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
@@ -183,28 +376,40 @@ class TorchStep:
         return time.perf_counter() - start
 
 
-def matmul_peak(size: int, repeats: int) -> dict[str, float]:
-    """Median GFLOP/s of a jitted float32 ``jnp.dot`` of two ``size x size`` matrices."""
-    import jax
-    import jax.numpy as jnp
+class MatmulPeak:
+    """The machine's matmul peak: a jitted float32 ``jnp.dot`` of two ``size x size`` matrices.
 
-    a = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
-    b = jax.random.normal(jax.random.key(2), (size, size), jnp.float32)
-    dot = jax.jit(lambda x, y: jnp.dot(x, y, precision="highest"))
-    jax.block_until_ready(dot(a, b))
-    times = []
-    for _ in range(max(repeats, 3)):
+    Each call times one product; ``run_case`` calls it once per repeat, interleaved with the two
+    steps, so the peak is measured under the same load as the numbers it is compared with.
+    """
+
+    def __init__(self, size: int):
+        import jax
+        import jax.numpy as jnp
+
+        self.jax, self.size = jax, size
+        self.a = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
+        self.b = jax.random.normal(jax.random.key(2), (size, size), jnp.float32)
+        self.dot = jax.jit(lambda x, y: jnp.dot(x, y, precision="highest"))
+        self.jax.block_until_ready(self.dot(self.a, self.b))  # compile and warm up
+        self.times: list[float] = []
+
+    def __call__(self) -> float:
         start = time.perf_counter()
-        jax.block_until_ready(dot(a, b))
-        times.append(time.perf_counter() - start)
-    seconds = statistics.median(times)
-    return {"size": size, "seconds": seconds, "gflops": 2.0 * size ** 3 / seconds / 1e9}
+        self.jax.block_until_ready(self.dot(self.a, self.b))
+        seconds = time.perf_counter() - start
+        self.times.append(seconds)
+        return seconds
+
+    def summary(self, times: list[float] | None = None) -> dict[str, float]:
+        seconds = statistics.median(times or self.times)
+        return {"size": self.size, "seconds": seconds, "gflops": 2.0 * self.size ** 3 / seconds / 1e9}
 
 
 # --------------------------------------------------------------------------------------------
 
 
-def run_case(name: str, args: argparse.Namespace, peak_gflops: float) -> dict[str, Any]:
+def run_case(name: str, args: argparse.Namespace, peak: MatmulPeak) -> dict[str, Any]:
     import numpy as np
 
     from jaxmodels.vision.vit import vit_variant
@@ -213,7 +418,7 @@ def run_case(name: str, args: argparse.Namespace, peak_gflops: float) -> dict[st
     rng = np.random.default_rng(0)
     images = rng.standard_normal((batch, case["image_size"], case["image_size"], 3), dtype=np.float32)
     labels = rng.integers(0, case["num_classes"], size=(batch,)).astype(np.int32)
-    ours = OursStep(case, batch, args, images, labels)
+    ours = OursStep(case, args, images, labels)
     torch_step = None if args.no_torch else TorchStep(ours, args, images, labels)
     flops, flops_source = ours.flops, "xla cost_analysis"
     if flops is None:
@@ -225,16 +430,22 @@ def run_case(name: str, args: argparse.Namespace, peak_gflops: float) -> dict[st
         ours()
         if torch_step is not None:
             torch_step()
-    ours_times, torch_times = [], []
-    for _ in range(args.repeats):  # interleaved, so load changes hit both frameworks alike
+    torch_threads = None
+    if torch_step is not None:
+        torch_threads = args.threads or torch_step.choose_threads(sorted({1, os.cpu_count()}))
+    ours_times, torch_times, peak_times = [], [], []
+    for _ in range(args.repeats):  # interleaved, so load changes hit both frameworks (and the peak) alike
         ours_times.append(ours())
         if torch_step is not None:
             torch_times.append(torch_step())
+        peak_times.append(peak())
 
+    peak_gflops = peak.summary(peak_times)["gflops"]
     ours_s = statistics.median(ours_times)
     result = {"case": name, "variant": case["variant"], "image_size": case["image_size"],
               "num_classes": case["num_classes"], "batch": batch, "dtype": args.dtype,
-              "step_flops": flops, "flops_source": flops_source,
+              "tweaks": list(args.tweaks), "step_flops": flops, "flops_source": flops_source,
+              "matmul_peak_gflops": peak_gflops,
               "ours_seconds": ours_s, "ours_images_per_s": batch / ours_s, "ours_gflops": flops / ours_s / 1e9,
               "ours_percent_of_peak": 100.0 * flops / ours_s / 1e9 / peak_gflops, "ours_times": ours_times}
     if torch_times:
@@ -242,6 +453,7 @@ def run_case(name: str, args: argparse.Namespace, peak_gflops: float) -> dict[st
         result.update({
             "torch_seconds": torch_s, "torch_images_per_s": batch / torch_s, "torch_gflops": flops / torch_s / 1e9,
             "torch_percent_of_peak": 100.0 * flops / torch_s / 1e9 / peak_gflops, "torch_times": torch_times,
+            "torch_threads": torch_threads,
             "ratio": torch_s / ours_s,  # ours img/s over torch img/s
             "paired_ratio_median": statistics.median(t / o for o, t in zip(ours_times, torch_times)),
         })
@@ -258,7 +470,8 @@ def versions() -> dict[str, Any]:
     info = {"python": platform.python_version(), "jax": jax.__version__, "jaxlib": jaxlib.__version__,
             "flax": flax.__version__, "optax": optax.__version__, "numpy": numpy.__version__,
             "os.cpu_count": os.cpu_count(), "machine": platform.machine(), "cpu": _cpu_model(),
-            "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""), "jax_devices": str(jax.devices())}
+            "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""), "jax_devices": str(jax.devices()),
+            "loadavg_1min": round(os.getloadavg()[0], 2)}
     try:
         import torch
         info.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
@@ -283,13 +496,15 @@ def format_table(results: list[dict[str, Any]], peak: dict[str, float]) -> str:
              "| torch GFLOP/s | torch % of peak |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
-        torch_cols = (f"{r['torch_images_per_s']:.1f} | {r['ratio']:.2f}" if "ratio" in r else "- | -")
+        torch_cols = (f"{r['torch_images_per_s']:.1f} ({r['torch_threads']} thr) | {r['ratio']:.2f}"
+                      if "ratio" in r else "- | -")
         torch_flops = (f"{r['torch_gflops']:.1f} | {r['torch_percent_of_peak']:.0f}%" if "ratio" in r else "- | -")
         lines.append(f"| {r['case']} ({r['num_classes']} classes) | {r['batch']} | {r['ours_images_per_s']:.1f} "
                      f"| {torch_cols} | {r['ours_gflops']:.1f} | {r['ours_percent_of_peak']:.0f}% | {torch_flops} |")
     lines.append("")
     lines.append(f"matmul peak: {peak['gflops']:.1f} GFLOP/s (median {peak['seconds'] * 1e3:.1f} ms of a float32 "
-                 f"{peak['size']}x{peak['size']} jnp.dot); step FLOPs from {results[0]['flops_source']}" if results
+                 f"{peak['size']}x{peak['size']} jnp.dot, timed once per repeat between the steps; each case's % "
+                 f"uses the probes of its own repeats); step FLOPs from {results[0]['flops_source']}" if results
                  else "")
     return "\n".join(lines)
 
@@ -300,13 +515,20 @@ def main(argv=None) -> list[dict[str, Any]]:
     import jax
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # torch_vit.py beside this file
-    peak = matmul_peak(args.peak_size, repeats=args.repeats)
-    results = [run_case(name, args, peak["gflops"]) for name in args.cases]
+    load_before = os.getloadavg()[0]
+    if load_before > 0.5:
+        print(f"warning: 1-minute load average {load_before:.2f} before the run; other work on the machine "
+              "skews both frameworks, PyTorch's OpenMP threads most (see the docstring)", file=sys.stderr)
+    probe = MatmulPeak(args.peak_size)
+    results = [run_case(name, args, probe) for name in args.cases]
+    peak = probe.summary()
     info = versions()
+    info["loadavg_1min_before"] = round(load_before, 2)
     print(format_table(results, peak))
     print(f"\nrepeats {args.repeats} (median, interleaved ours/torch), warm-up {args.warmup}, our dtype {args.dtype}, "
-          f"matmul precision {args.matmul_precision or 'default'}, torch AdamW {args.torch_adamw}, "
-          f"torch threads {args.threads}")
+          f"matmul precision {args.matmul_precision or 'default'}, tweaks {','.join(args.tweaks) or 'none'}, "
+          f"torch AdamW {args.torch_adamw}, "
+          f"torch threads {args.threads or 'auto (faster of 1 and os.cpu_count())'}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in info.items()))
     if args.json:
         with open(args.json, "w") as f:

@@ -34,5 +34,6 @@ def binary_env(num_devices: int = 8) -> dict:
 def run_binary(name: str, *args: str, num_devices: int = 8, timeout: int = 300, **popen):
     """Runs ``train/<name>.py`` with ``args`` in a fresh interpreter; returns the CompletedProcess."""
     command = [sys.executable, os.path.join(REPO, "train", f"{name}.py"), *args]
-    return subprocess.run(command, cwd=REPO, env=binary_env(num_devices), capture_output=True,
+    popen.setdefault("cwd", REPO)
+    return subprocess.run(command, env=binary_env(num_devices), capture_output=True,
                           text=True, timeout=timeout, **popen)

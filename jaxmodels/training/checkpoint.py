@@ -22,6 +22,12 @@ import orbax.checkpoint as ocp
 CHECKPOINT_SUBDIR = "checkpoints"
 
 
+def absolute_path(path: str | os.PathLike) -> str:
+    """Orbax needs absolute paths: resolves local ones, leaves URLs (``gs://...``) as they are."""
+    path = os.fspath(path)
+    return path if "://" in path else os.path.abspath(path)
+
+
 def config_to_json_dict(config) -> dict:
     """A JSON-safe dict of a ``ConfigDict`` (tuples become lists)."""
     to_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config)
@@ -37,7 +43,7 @@ class Checkpoints:
 
     def __init__(self, workdir: str | os.PathLike, *, max_to_keep: int = 3, async_save: bool = True,
                  read_only: bool = False):
-        self.directory = os.path.join(os.fspath(workdir), CHECKPOINT_SUBDIR)
+        self.directory = os.path.join(absolute_path(workdir), CHECKPOINT_SUBDIR)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
             enable_async_checkpointing=async_save, cleanup_tmp_directories=True)

@@ -6,12 +6,37 @@ report of where the run wrote its checkpoints and logs, and how to load them.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Callable
 
 import jax
 
 from jaxmodels.training.checkpoint import CHECKPOINT_SUBDIR
 from jaxmodels.training.loop import TrainResult
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing for ``app.run(main, flags_parser=parse_flags)``.
+
+    ml_collections reports an override of a field the config lacks (``--config.foo=1``) as a bare
+    ``AttributeError`` traceback; this turns it into one line naming the override, and exits 1.
+    """
+    from absl import flags  # the binaries own the flags; this only parses them
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        _exit_with(f"{error}")
+    except (AttributeError, KeyError) as error:
+        field = str(error).strip("\"'")
+        overrides = [arg.split("=", 1)[0] for arg in argv[1:] if arg.startswith("--config.")]
+        culprit = next((o for o in overrides if field in o.split(".")), ", ".join(overrides) or "--config")
+        _exit_with(f"{culprit}: the config has no field {field!r} (overrides can only set fields the "
+                   "config file defines; see its get_config)")
+
+
+def _exit_with(message: str) -> None:
+    sys.stderr.write(f"FATAL Flags parsing error: {message}\nPass --helpshort or --helpfull to see help on flags.\n")
+    sys.exit(1)
 
 
 def initialize_distributed(enabled: bool) -> None:
