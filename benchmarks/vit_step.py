@@ -4,26 +4,50 @@ Run: ``python benchmarks/vit_step.py --repeats 7`` (needs ``pip install -r requi
 Both frameworks run the same model (``benchmarks/torch_vit.py``, weights copied from ours, logits
 equal to 1e-4 in ``tests/benchmarks/``) and the same step: forward, cross-entropy, backward, AdamW.
 
-Findings on the 2-vCPU AMD EPYC development VM (2026-11-23; medians, side by side):
+Findings on the 2-vCPU AMD EPYC development VM (2026-11-23; medians, side by side). The VM was
+shared with other jobs (1-minute load 2-7 most of the time), so absolute numbers move by 10-30%
+between runs; the ratios below were taken with both frameworks interleaved in one process, and the
+flag/tweak comparisons pinned to one core (``taskset -c 0``, torch 1 thread, process CPU time per
+step) where they repeat to about +-0.04.
 
-* Measured ratio (ours/torch images per second): Ti/16@224 batch 8: 0.69; Ti/4@32 batch 64: 0.68.
-  Ours runs at 47-54% of the measured matmul peak, torch (1 thread) at 69-79%.
-* torch's default of 2 OpenMP threads is pathological here: a 192x192 GEMM runs at 1.5-3 GFLOP/s
-  with 2 threads vs 77 GFLOP/s with 1, and a whole Ti/16@224 step takes 7.7 s vs 1.2 s. A first
-  table against that default showed ours 3.8x faster; that compared against a handicapped
-  baseline, so torch's thread count is now chosen by timing (``--threads 0``, the default).
-* One thread reaches the machine's matmul peak (jnp.dot 2048^2: 75 GFLOP/s single-threaded vs 65
-  with Eigen's 2 threads; torch 71 vs 70), so the second vCPU adds no GEMM throughput.
-* XLA flags, ours only, Ti/16@224 img/s (medians of 5, noise about +-10%): default 4.4;
-  ``--xla_cpu_multi_thread_eigen=false`` 5.1; ``--xla_cpu_use_thunk_runtime=false`` 5.4;
-  ``--xla_cpu_enable_fast_math=true`` 5.5; bfloat16 compute 4.6 (no native bf16 GEMM on this CPU).
-  On one encoder block (fwd+bwd, [8, 197, 192], single-threaded): default 110 ms, XNNPACK 120,
-  oneDNN 113, fusion emitters off 116, thunk runtime off 117, XNN dot fusion 121: none beyond noise.
-* Where the time goes (one block, fwd+bwd): MLP alone 43 ms (at the matmul peak), attention
-  alone 44 ms (``jax.nn.dot_product_attention`` 47 ms, a fused-qkv Dense 60 ms), each LayerNorm
-  1 ms, the patch-embedding conv 15 ms per step; yet the composed block takes 110-130 ms, so about
-  30 ms per block is lost to XLA:CPU fusion/layout choices across the block boundary. That, not any
-  one kernel, is the open gap to torch.
+* Ratio (ours/torch images per second): Ti/16@224 batch 8: 0.68-0.73; Ti/4@32 batch 64: 0.68-0.70
+  (batch 32: 0.76). The same at an idle moment with both on 2 threads (Ti/16@224: ours 9.8 img/s,
+  75 GFLOP/s = 49% of a 154 GFLOP/s 2-thread peak; torch 14.3 img/s, 71%): 0.68.
+* Threads: under load, torch's 2 OpenMP threads collapse (a thread descheduled at a barrier stalls
+  the other): Ti/4@32 batch 32 took 10.7 s with 2 threads vs 1.7 s with 1, and a first table showed
+  ours 2-3.8x "faster". Idle, 2 threads are ~1.5x faster than 1 for both frameworks. Hence torch's
+  thread count is chosen by timing (``--threads 0``, the default) and the load is printed.
+* XLA flags (Ti/16@224, ratio vs torch, base 0.71): ``--xla_cpu_enable_fast_math=true`` 0.70 (0.73
+  with all ``honor_*`` off); ``--xla_cpu_multi_thread_eigen=false`` 0.73;
+  ``--xla_cpu_enable_concurrency_optimized_scheduler=false`` 0.73; ``--xla_cpu_use_fusion_emitters=false``
+  0.69. The dots go to YNNPACK fusions by default; ``--xla_cpu_experimental_ynn_fusion_type=``
+  (off: Eigen dots) 0.73, ``=dot`` 0.72, ``=individual_dot`` 0.69, ``=-eltwise`` 0.67, ``=-reduce``
+  0.65, ``=dot,eltwise`` 0.51; XNNPACK ``--xla_cpu_experimental_xnn_fusion_type=dot`` 0.72 and
+  ``--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY`` 0.72;
+  ``--xla_cpu_use_onednn=true`` emits no oneDNN calls in this jaxlib. ``--xla_cpu_use_thunk_runtime``
+  is ignored by this jaxlib (it logs "no longer supported"). None moves the number beyond noise.
+* dtype: ``--dtype bfloat16`` 0.61 vs 0.72 (no native bf16 GEMM on this AVX2 CPU; slower).
+  ``--matmul-precision``: no effect (CPU float32 dots are bit-identical under every setting).
+* Where the time goes (XLA profile, one Ti/16@224 block fwd+bwd ~100 ms single-threaded): the
+  linear-layer matmuls run at torch's speed (same shapes alone: within noise of MKL, ~60-75
+  GFLOP/s); the gap is everything around them. Exact GELU (``jax.nn.gelu(approximate=False)``
+  lowers erfc to a long polynomial + exp + selects) ~11 ms vs torch's erf GELU 6 ms; the softmax
+  materialises a [b, h, q, k] broadcast of 1/sum and rescales the weights (~17 ms forward attention
+  vs torch's fused flash kernel 5.7 ms); transposes around the batched attention dots and the
+  weight-gradient dots ~5 ms; LayerNorm ~2 ms each (torch 0.45). ``jax.nn.dot_product_attention``
+  (0.69) and a heads-major [b, h, t, d] layout (0.72) do not help.
+* ``--tweaks`` (same parameters and function, checked in ``tests/benchmarks/``), Ti/16@224 ratio:
+  ``erf_gelu`` +0.03-0.04, ``fused_qkv`` (one [embed, 3, heads, kv] matmul from the three stacked
+  kernels) +0.03-0.04, ``patch_matmul`` (conv as reshape + matmul) +0.01-0.02; all four with
+  ``deferred_softmax`` (divide the [b, q, h, d] output by the row sums instead of normalising the
+  weights) 0.80 vs 0.72, i.e. ~11% faster steps. On Ti/4@32 (MLP-bound, 65 tokens) all four: 0.72
+  vs 0.70, within noise. None reaches 1.0: the rest is XLA:CPU fusion/layout around the dots.
+* Adopted in the library (``jaxmodels/layers``): the erf GELU and the fused q/k/v matmul for
+  self-attention (parameters unchanged). Measured after, idle machine, 7 interleaved repeats,
+  torch's faster thread count (2): Ti/16@224 0.77 (ours 9.4 img/s, torch 12.3); Ti/4@32 0.78
+  (31.9 vs 40.9). The ``erf_gelu``/``fused_qkv`` tweaks are now the default path (no-ops here);
+  ``deferred_softmax`` and ``patch_matmul`` remain options, not adopted (small gain, and the
+  deferred softmax has no attention-weight dropout or weight capture).
 """
 from __future__ import annotations
 
