@@ -16,7 +16,6 @@ import json
 import os
 from typing import Any, Mapping
 
-import jax
 import orbax.checkpoint as ocp
 
 CHECKPOINT_SUBDIR = "checkpoints"
@@ -80,13 +79,6 @@ class Checkpoints:
             data_iter.set_state(restored["data"])
         return restored["state"]
 
-    def restore_config(self, step: int) -> Mapping[str, Any]:
-        return self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
-
-    def state_metadata(self, step: int):
-        """The saved state's tree of array metadata (shape, dtype), without reading the arrays."""
-        return self._manager.item_metadata(step)["state"]
-
     def _item_names(self, step: int) -> set[str]:
         return set(os.listdir(os.path.join(self.directory, str(step))))
 
@@ -99,7 +91,3 @@ class Checkpoints:
 
     def close(self) -> None:
         self._manager.close()
-
-
-def is_primary_process() -> bool:
-    return jax.process_index() == 0

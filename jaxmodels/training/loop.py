@@ -28,7 +28,6 @@ import os
 import queue
 import signal
 import threading
-import time
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import flax.linen as nn
@@ -200,12 +199,12 @@ def train(experiment: Experiment, config, workdir: str) -> TrainResult:
     _write_run_config(workdir, config)
 
     with jax.set_mesh(mesh):
-        shardings = mesh_lib.state_shardings(jax.eval_shape(init_fn, rng), mesh, experiment.rules)
         start_step = checkpoints.latest_step()
         if start_step is None:
             start_step = 0
-            state = jax.jit(lambda key: nn.unbox(init_fn(key)), out_shardings=shardings)(rng)
+            state, shardings = mesh_lib.create_sharded_state(init_fn, rng, mesh, experiment.rules)
         else:
+            shardings = mesh_lib.state_shardings(jax.eval_shape(init_fn, rng), mesh, experiment.rules)
             abstract = mesh_lib.abstract_state(init_fn, rng, shardings)
             state = checkpoints.restore(start_step, abstract, experiment.train_iter)
             print(f"Resumed from {checkpoints.directory}/{start_step}", flush=True)
