@@ -9,10 +9,13 @@ from typing import Callable
 
 import flax.linen as nn
 
+from jaxmodels.graph.models import multitask_from_config, pna_regressor_from_config
 from jaxmodels.vision.vit import vit_from_config
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "vit": vit_from_config,
+    "pna_multitask": multitask_from_config,
+    "pna_regressor": pna_regressor_from_config,
 }
 
 

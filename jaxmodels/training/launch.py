@@ -45,7 +45,10 @@ def initialize_distributed(enabled: bool) -> None:
         jax.distributed.initialize()
 
 
-def describe_run(workdir: str, result: TrainResult) -> str:
+DEFAULT_APPLY_HINT = "logits = model.apply(variables, images, train=False)"
+
+
+def describe_run(workdir: str, result: TrainResult, apply_hint: str = DEFAULT_APPLY_HINT) -> str:
     workdir = os.path.abspath(workdir)
     lines = [
         f"Finished at step {result.step}" + (" (stopped early: preemption)" if result.preempted else "") + ".",
@@ -56,17 +59,18 @@ def describe_run(workdir: str, result: TrainResult) -> str:
         "Load it in your own JAX code:",
         "  import jaxmodels",
         f"  model, variables, config = jaxmodels.load({workdir!r})",
-        "  logits = model.apply(variables, images, train=False)",
+        f"  {apply_hint}",
     ]
     return "\n".join(lines)
 
 
-def run(train_and_evaluate: Callable[..., TrainResult], config, workdir: str, *, distributed: bool = False) -> TrainResult:
+def run(train_and_evaluate: Callable[..., TrainResult], config, workdir: str, *, distributed: bool = False,
+        apply_hint: str = DEFAULT_APPLY_HINT) -> TrainResult:
     """Initialises (multi-host if asked), trains, and prints the run summary on process 0."""
     if not workdir:
         raise ValueError("--workdir is required: the directory for checkpoints and logs.")
     initialize_distributed(distributed)
     result = train_and_evaluate(config, workdir)
     if jax.process_index() == 0:
-        print(describe_run(workdir, result), flush=True)
+        print(describe_run(workdir, result, apply_hint), flush=True)
     return result

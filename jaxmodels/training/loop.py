@@ -68,7 +68,9 @@ class Experiment:
       eval_step: ``(state, batch) -> sums``; sums of per-example metrics over the batch plus
         ``"count"``, the number of real (unpadded) examples; the loop reports ``sum / count``.
       eval_iter_fn: ``() -> iterable`` of evaluation batches (fixed batch size, padded with a mask).
-      on_eval: optional ``(step, state, eval_metrics) -> None`` hook run on process 0 after each eval.
+      on_eval: optional ``(step, state, eval_metrics) -> bool | None`` hook run after each eval (on
+        every process; write files on process 0 only). Returning True stops training early (e.g.
+        early stopping on a validation loss): the loop saves a checkpoint and returns.
     """
 
     init_state: Callable[[jax.Array], PyTree]
@@ -76,7 +78,7 @@ class Experiment:
     train_iter: Iterator[PyTree]
     eval_step: Callable[[PyTree, PyTree], Metrics] | None = None
     eval_iter_fn: Callable[[], Iterable[PyTree]] | None = None
-    on_eval: Callable[[int, PyTree, Mapping[str, float]], None] | None = None
+    on_eval: Callable[[int, PyTree, Mapping[str, float]], bool | None] | None = None
     rules: tuple = LOGICAL_AXIS_RULES
 
 
@@ -87,6 +89,7 @@ class TrainResult:
     eval_metrics: dict[str, float]
     preempted: bool
     mesh: jax.sharding.Mesh
+    stopped_early: bool = False
 
 
 class _StopSignal:
@@ -188,6 +191,7 @@ def train(experiment: Experiment, config, workdir: str) -> TrainResult:
     log_every = int(config.get("log_every_steps", 50))
     eval_every = int(config.get("eval_every_steps", 0))
     ckpt_every = int(config.get("checkpoint_every_steps", 0))
+    eval_log_every = int(config.get("eval_log_every", 1))  # print every n-th eval (all are written)
 
     mesh = mesh_lib.make_mesh(config.get("mesh", {"data": -1}))
     batch_sharding = mesh_lib.batch_sharding(mesh)
@@ -222,7 +226,7 @@ def train(experiment: Experiment, config, workdir: str) -> TrainResult:
         last_saved = checkpoints.latest_step()
         history: list[Metrics] = []
         eval_metrics: dict[str, float] = {}
-        preempted = False
+        preempted = stopped_early = False
 
         def check_finite(at_step: int, metrics: Metrics) -> None:
             loss = float(jax.device_get(metrics["loss"]))
@@ -232,13 +236,15 @@ def train(experiment: Experiment, config, workdir: str) -> TrainResult:
                 writer.close()
                 raise NonFiniteLossError(at_step, loss, last_saved, workdir)
 
-        def run_eval(at_step: int) -> None:
+        def run_eval(at_step: int) -> bool:
             nonlocal eval_metrics
             eval_metrics = evaluate(eval_fn, state, experiment.eval_iter_fn(), batch_sharding)
             writer.write_scalars(at_step, {f"eval/{k}": v for k, v in eval_metrics.items()})
-            progress.print(f"eval @ step {at_step}: " + ", ".join(f"{k} {v:.4f}" for k, v in eval_metrics.items()))
-            if experiment.on_eval is not None and jax.process_index() == 0:
-                experiment.on_eval(at_step, state, eval_metrics)
+            if at_step == total_steps or not eval_every or (at_step // eval_every) % max(eval_log_every, 1) == 0:
+                progress.print(f"eval @ step {at_step}: " + ", ".join(f"{k} {v:.4f}" for k, v in eval_metrics.items()))
+            if experiment.on_eval is not None:
+                return bool(experiment.on_eval(at_step, state, eval_metrics))
+            return False
 
         prefetcher = _Prefetcher(experiment.train_iter, size=int(config.get("prefetch_batches", 2)))
         with _StopSignal() as stop:
@@ -263,9 +269,9 @@ def train(experiment: Experiment, config, workdir: str) -> TrainResult:
                                                 "train/steps_per_second": rate})
                     progress.print(progress.line(step, scalars, rate))
                 if eval_fn is not None and eval_every and step % eval_every == 0 and step < total_steps:
-                    run_eval(step)
+                    stopped_early = run_eval(step)
                 stop_now = stop.requested or (jax.process_count() > 1 and checkpoints.reached_preemption(step))
-                if (ckpt_every and step % ckpt_every == 0) or step == total_steps or stop_now:
+                if (ckpt_every and step % ckpt_every == 0) or step == total_steps or stop_now or stopped_early:
                     check_finite(step, metrics)
                     if checkpoints.save(step, state, config, data_state, force=True):
                         last_saved = step
@@ -273,11 +279,15 @@ def train(experiment: Experiment, config, workdir: str) -> TrainResult:
                     preempted = True
                     progress.print(f"Stop requested: saved checkpoint at step {step}; exiting.")
                     break
+                if stopped_early:
+                    progress.print(f"Stopped early at step {step} (on_eval asked to stop); checkpoint saved.")
+                    break
         prefetcher.close()
 
-        if eval_fn is not None and not preempted:
+        if eval_fn is not None and not preempted and not stopped_early:
             run_eval(step)
         checkpoints.wait_until_finished()
         checkpoints.close()
         writer.close()
-    return TrainResult(state=state, step=step, eval_metrics=eval_metrics, preempted=preempted, mesh=mesh)
+    return TrainResult(state=state, step=step, eval_metrics=eval_metrics, preempted=preempted, mesh=mesh,
+                       stopped_early=stopped_early)

@@ -1,7 +1,8 @@
 """Optax optimisers and learning-rate schedules built from ``config.optimizer``.
 
 Keys of ``config.optimizer``:
-  name            adamw | adam | sgd | lamb
+  name            adamw | adam | adam_l2 | sgd | lamb  (adam_l2 = PyTorch's Adam(weight_decay=...):
+                  L2 added to the gradient of every parameter before the Adam moments)
   lr              peak learning rate
   schedule        constant | warmup_cosine | warmup_linear | warmup_rsqrt
   warmup_steps    linear warm-up from 0 to ``lr``
@@ -61,11 +62,14 @@ def build_optimizer(opt_cfg: Mapping[str, Any], num_train_steps: int) -> optax.G
         tx = optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=mask)
     elif name == "adam":
         tx = optax.adam(schedule, b1=b1, b2=b2, eps=eps)
+    elif name == "adam_l2":
+        tx = optax.chain(optax.add_decayed_weights(weight_decay), optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
+                         optax.scale_by_learning_rate(schedule))
     elif name == "sgd":
         tx = optax.sgd(schedule, momentum=b1 or None, nesterov=bool(opt_cfg.get("nesterov", False)))
     elif name == "lamb":
         tx = optax.lamb(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=mask)
     else:
-        raise ValueError(f"config.optimizer.name={name!r}: expected adamw, adam, sgd or lamb")
+        raise ValueError(f"config.optimizer.name={name!r}: expected adamw, adam, adam_l2, sgd or lamb")
     clip = opt_cfg.get("grad_clip_norm")
     return optax.chain(optax.clip_by_global_norm(float(clip)), tx) if clip else tx

@@ -1,0 +1,1 @@
+"""Synthetic benchmarks generated exactly as their papers describe (deterministic per seed)."""
