@@ -141,7 +141,7 @@ def random_graph(num_nodes: int, num_edges: int, in_features: int, seed: int = 0
                               n_edge=np.array([num_edges], np.int32))]
 
 
-def degree_histogram(graphs) -> "np.ndarray":
+def degree_histogram(graphs):
     """In-degree histogram over all nodes of ``graphs`` (PyG's ``PNAConv.get_degree_histogram``)."""
     import numpy as np
 

@@ -137,3 +137,18 @@ def test_eval_averages_sums_over_count(tmp_path):
     y = x @ TRUE_W
     pred = x @ np.asarray(result.state["params"]["Dense_0"]["kernel"])[:, 0]
     np.testing.assert_allclose(result.eval_metrics["mse"], np.mean((pred - y) ** 2), rtol=1e-5)
+
+
+def test_on_eval_can_stop_training_early_with_a_checkpoint(tmp_path, capsys):
+    experiment = regression_experiment()
+    seen = []
+
+    def on_eval(step, state, metrics):
+        seen.append((step, metrics["mse"]))
+        return step >= 6  # e.g. early stopping: stop at the second evaluation
+
+    experiment.on_eval = on_eval
+    result = train(experiment, loop_config(30, eval_every_steps=3), str(tmp_path))
+    assert [s for s, _ in seen] == [3, 6] and result.step == 6 and result.stopped_early
+    assert not result.preempted and "6" in checkpoint_entries(tmp_path)
+    assert "Stopped early at step 6" in capsys.readouterr().out

@@ -54,7 +54,7 @@ import random
 import sys
 import tempfile
 import time
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import networkx as nx
 import numpy as np
