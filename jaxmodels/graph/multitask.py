@@ -365,3 +365,52 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
 def dataset_graphs_per_batch(config):
     gpb = config.data.get("graphs_per_batch", None)
     return gpb.to_dict() if hasattr(gpb, "to_dict") else gpb
+
+
+# The repo's figure (multitask_benchmark/images/multitask_results.png), approximate box-plot readings of
+# the average log10 MSE (../shared/specs/graphs.md).
+PAPER_AVERAGE_LOG10_MSE = {"pna": -2.97, "pna_no_scalers": -2.67, "mpnn_sum": -2.46, "mpnn_max": -2.20,
+                           "gat": -2.09, "gcn": -1.90, "gin": -1.86}
+
+
+def compare_runs(run_dirs: list[str], out_dir: str, split: str = "test") -> str:
+    """A markdown table (and ``comparison.png``) of several runs' ``results.json`` beside the paper."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = []
+    for run in run_dirs:
+        path = os.path.join(run, "results.json")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path}: no results.json (did the run finish?)")
+        with open(path) as f:
+            results = json.load(f)
+        rows.append((results["model"], results, results["results"][split]))
+    rows.sort(key=lambda r: r[2]["average"])
+    lines = [f"| model | epochs (best) | " + " | ".join(TASKS) + " | average | paper average |",
+             "|---|---" + "|---" * len(TASKS) + "|---|---|"]
+    for name, results, s in rows:
+        paper = PAPER_AVERAGE_LOG10_MSE.get(name)
+        lines.append(f"| {name} | {results['epochs_run']} ({results['best_epoch']}) | "
+                     + " | ".join(f"{s['log10_mse'][t]:.2f}" for t in TASKS)
+                     + f" | **{s['average']:.2f}** | {paper if paper is not None else '-'} |")
+    base = rows[0][2]
+    lines.append("| baseline (train mean) | - | " + " | ".join(f"{base['baseline_log10_mse'][t]:.2f}" for t in TASKS)
+                 + f" | {base['baseline_average']:.2f} | - |")
+    table = "\n".join(lines) + "\n"
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "comparison.md"), "w") as f:
+        f.write(table)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    names = [r[0] for r in rows]
+    xs = np.arange(len(names))
+    ax.bar(xs - 0.2, [r[2]["average"] for r in rows], 0.4, label="ours")
+    ax.bar(xs + 0.2, [PAPER_AVERAGE_LOG10_MSE.get(n, np.nan) for n in names], 0.4, label="paper (repo figure)")
+    ax.axhline(base["baseline_average"], color="grey", ls="--", lw=1, label="train-mean baseline")
+    ax.set_xticks(xs, names, rotation=20, fontsize=8)
+    ax.set_ylabel(f"average log10 MSE ({split})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "comparison.png"), dpi=120)
+    plt.close(fig)
+    return table

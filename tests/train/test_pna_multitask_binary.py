@@ -62,3 +62,14 @@ def test_rerun_resumes_and_does_not_retrain(tiny_run):
 def test_unknown_variant_is_named():
     proc = run_binary("pna_multitask", "--config=configs/pna_multitask.py:resnet", "--workdir=/tmp/never", timeout=120)
     assert proc.returncode != 0 and "resnet" in proc.stderr
+
+
+def test_compare_runs_table_and_plot(tiny_run, tmp_path):
+    workdir, _, _ = tiny_run
+    proc = run_binary("pna_multitask_compare", f"--runs={workdir}", f"--out={tmp_path}", timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = (tmp_path / "comparison.md").read_text()
+    assert "| tiny |" in table and "baseline (train mean)" in table and table == proc.stdout
+    assert (tmp_path / "comparison.png").stat().st_size > 1000
+    missing = run_binary("pna_multitask_compare", f"--runs={tmp_path / 'nope'}", f"--out={tmp_path}", timeout=120)
+    assert missing.returncode != 0 and "results.json" in missing.stderr
