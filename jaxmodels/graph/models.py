@@ -197,12 +197,10 @@ class PNARegressor(nn.Module):
         for i in range(self.num_layers):
             last = i == self.num_layers - 1
             width = self.out_dim if last else self.hidden
-            y = PNALayer(width, aggregators=tuple(o.get("aggregators", DEFAULT_AGGREGATORS)),
-                         scalers=tuple(o.get("scalers", DEFAULT_SCALERS)), delta=float(o.get("delta", 1.0)),
-                         towers=int(o.get("towers", 5)),
-                         divide_input=self.divide_input_last if last else self.divide_input_first,
-                         pre_layers=int(o.get("pre_layers", 1)), post_layers=int(o.get("post_layers", 1)),
-                         use_edge_features=self.edge_features, mixing="none", name=f"pna_{i}")(h, topo, train)
+            divide_input = self.divide_input_last if last else self.divide_input_first
+            y = make_conv("pna", width, first=not divide_input, name=f"pna_{i}",
+                          options={"towers": 5, **o, "mixing": "none", "use_edge_features": self.edge_features})(
+                h, topo, train)
             if self.graph_norm:
                 y = y * snorm
             if self.batch_norm:
