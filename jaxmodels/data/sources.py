@@ -57,6 +57,7 @@ class TfdsSource:
     """Wraps a TFDS random-access source so records come out as ``{"image", "label"}`` only.
 
     ``image_key`` / ``label_key`` name the fields in the TFDS features; other fields are dropped.
+    An empty ``label_key`` (unlabelled data such as CelebA faces for a generative model) gives label 0.
     """
 
     def __init__(self, records, image_key: str = "image", label_key: str = "label"):
@@ -72,7 +73,8 @@ class TfdsSource:
         image = np.asarray(record[self._image_key], dtype=np.uint8)
         if image.ndim == 2:
             image = image[..., None]  # [h, w, 1]
-        return {"image": image, "label": np.int32(record[self._label_key])}
+        label = np.int32(record[self._label_key]) if self._label_key else np.int32(0)  # unlabelled: 0
+        return {"image": image, "label": label}
 
     def __repr__(self) -> str:
         return f"TfdsSource({self._records!r})"
