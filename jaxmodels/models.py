@@ -9,6 +9,7 @@ from typing import Callable
 
 import flax.linen as nn
 
+from jaxmodels.diffusion.unet import unet_from_config
 from jaxmodels.graph.models import multitask_from_config, pna_regressor_from_config
 from jaxmodels.vision.vit import vit_from_config
 
@@ -16,6 +17,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "vit": vit_from_config,
     "pna_multitask": multitask_from_config,
     "pna_regressor": pna_regressor_from_config,
+    "unet": unet_from_config,
 }
 
 
