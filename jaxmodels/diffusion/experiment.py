@@ -32,15 +32,11 @@ from jaxmodels.data.sources import build_source
 from jaxmodels.diffusion import losses, resample
 from jaxmodels.diffusion.data import build_preprocess
 from jaxmodels.diffusion.gaussian import GaussianDiffusion, diffusion_from_config
+from jaxmodels.diffusion.pipeline import SampleGridWriter, image_shape
 from jaxmodels.training.loop import Experiment, TrainResult, train
 from jaxmodels.training.optimizers import build_optimizer, learning_rate_schedule
 
 TIMESTEP_SAMPLERS = ("uniform", "importance")
-
-
-def image_shape(config) -> tuple[int, int, int]:
-    size = int(config.data.image_size)
-    return size, size, int(config.data.channels)
 
 
 def check_config(config) -> None:
@@ -164,7 +160,6 @@ def make_experiment(config, workdir: str | None = None) -> Experiment:
     eval_batch_size = int(config.get("eval_batch_size", config.batch_size))
     on_eval = None
     if workdir is not None and int(config.get("sample", {}).get("num_samples", 0)) > 0:
-        from jaxmodels.diffusion.pipeline import SampleGridWriter
         on_eval = SampleGridWriter(model, diffusion, config, os.path.join(workdir, "samples"))
     return Experiment(
         init_state=make_init_state(model, tx, image_shape(config), num_classes, diffusion.num_timesteps, importance),

@@ -65,12 +65,6 @@ def nll_bpd(model, variables: dict, config, images: np.ndarray, *, batch_size: i
             "num_examples": int(n), "num_timesteps": diffusion.num_timesteps}
 
 
-def nfe(sampler: str, steps: int, guidance: bool = False) -> int:
-    """Network evaluations per sample (guidance doubles the batch of one call, not the count)."""
-    del sampler, guidance
-    return int(steps)
-
-
 def sampler_sweep(model, variables: dict, config, runs: Iterable[tuple[str, int]], *, num_samples: int,
                   quality_fn: Callable[[np.ndarray], dict] | None = None, seed: int = 0, batch_size: int = 500,
                   guidance_scale: float = 0.0, grid_dir: str | None = None, grid_size: int = 64,
@@ -91,7 +85,7 @@ def sampler_sweep(model, variables: dict, config, runs: Iterable[tuple[str, int]
             times.append((time.perf_counter() - began) / batch_size)
             batches.append(images[:count])
         samples = np.concatenate(batches)
-        row = {"sampler": sampler, "steps": int(steps), "nfe": nfe(sampler, steps, bool(guidance_scale)),
+        row = {"sampler": sampler, "steps": int(steps), "nfe": int(steps),  # every sampler here: one network call per step (guidance batches its two)
                "num_samples": int(len(samples)),
                "seconds_per_sample": float(np.median(times[1:] if len(times) > 1 else times))}
         if quality_fn is not None:
