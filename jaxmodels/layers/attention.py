@@ -5,6 +5,19 @@ Queries, keys and values are projected by separate ``HeadProjection`` layers int
 ``attention_weights`` followed by a weighted sum. A decoding KV cache slots in between the two:
 project the new token, append its key/value to the cache, then attend.
 
+Decoding (``decode=True``, self-attention only) keeps a ``cache`` collection per module:
+``cached_key``/``cached_value`` ``[batch, max_length, heads, head_dim]`` and the scalar
+``cache_index`` (slots filled so far). The standard flax pattern: the first ``decode=True`` call
+when no cache exists yet (under ``init``, or ``apply(..., mutable=["cache"])`` as in ``init_cache``)
+creates zeros sized by that call's input, ``max_length = input length``, and changes nothing else.
+Each later call writes its ``q`` new keys/values at slots ``cache_index .. cache_index + q - 1``
+(a multi-token prefill chunk or one token), advances ``cache_index`` and attends over all
+``max_length`` slots: new token ``i`` sees slot ``j`` iff ``j <= cache_index + i`` (causal over
+the cache), ANDed with the caller's ``mask``, which then refers to cache slots
+(e.g. ``padding_mask(valid_slots [batch, max_length])`` for left-padded prompts). Writing past
+``max_length`` is not checked inside ``jit`` (``dynamic_update_slice`` clamps); size the cache
+for prompt + new tokens.
+
 Masks are boolean, ``True`` = attend, broadcastable to ``[batch, heads, q_length, kv_length]``;
 combine them with ``&`` (e.g. ``causal_mask(l) & padding_mask(valid)``).
 """
@@ -133,6 +146,8 @@ class MultiHeadAttention(nn.Module):
       use_bias: whether the four projections have biases.
       kernel_init: initialiser of the projection kernels (xavier uniform as in the ViT code).
       bias_init: initialiser of the projection biases.
+      out_kernel_init: initialiser of the output projection's kernel; defaults to ``kernel_init``
+        (GPT-2 scales its residual projections by 1/sqrt(2 * layers)).
     """
 
     num_heads: int
@@ -144,16 +159,25 @@ class MultiHeadAttention(nn.Module):
     use_bias: bool = True
     kernel_init: nn.initializers.Initializer = nn.initializers.xavier_uniform()
     bias_init: nn.initializers.Initializer = nn.initializers.zeros
+    out_kernel_init: nn.initializers.Initializer | None = None
 
     @nn.compact
     def __call__(self, inputs_q: Array, inputs_kv: Array | None = None, *, mask: Array | None = None,
-                 deterministic: bool = True) -> Array:
+                 deterministic: bool = True, decode: bool = False) -> Array:
         """Attends from ``inputs_q [batch, q, embed]`` to ``inputs_kv [batch, kv, embed]``.
 
-        ``inputs_kv=None`` is self-attention. Returns ``[batch, q, out_features]``.
+        ``inputs_kv=None`` is self-attention. Returns ``[batch, q, out_features]``. With
+        ``decode=True`` (self-attention only) the keys/values go through the ``cache`` collection
+        and ``mask`` refers to cache slots, ``[..., q, max_length]``; see the module docstring.
         """
         head_dim = self._resolve_head_dim(inputs_q.shape[-1])
-        if inputs_kv is None:
+        if decode:
+            if inputs_kv is not None:
+                raise ValueError("MultiHeadAttention: decode=True caches self-attention only; got inputs_kv")
+            chex.assert_rank(inputs_q, 3)
+            query, key, value = self._fused_self_projections(inputs_q, head_dim)
+            key, value, mask = self._update_cache(key, value, mask)
+        elif inputs_kv is None:
             chex.assert_rank(inputs_q, 3)
             query, key, value = self._fused_self_projections(inputs_q, head_dim)
         else:
@@ -167,6 +191,33 @@ class MultiHeadAttention(nn.Module):
         attended = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(self.dtype), value)  # [batch, q, heads, head_dim]
         attended = nn.with_logical_constraint(attended, QKV_ACTIVATION_AXES)
         return self._output_projection(attended, inputs_q.shape[-1])  # [batch, q, out_features]
+
+    def _update_cache(self, key: Array, value: Array, mask: Array | None) -> tuple[Array, Array, Array]:
+        """Appends ``key``/``value [batch, q, heads, head_dim]`` to the cache; returns the cached keys and
+        values ``[batch, max_length, heads, head_dim]`` and the mask ``[.., q, max_length]`` to attend with."""
+        is_initialized = self.has_variable("cache", "cached_key")
+        cached_key = self.variable("cache", "cached_key", jnp.zeros, key.shape, key.dtype)
+        cached_value = self.variable("cache", "cached_value", jnp.zeros, value.shape, value.dtype)
+        cache_index = self.variable("cache", "cache_index", lambda: jnp.zeros((), jnp.int32))
+        length = key.shape[1]
+        if not is_initialized:  # this call only sizes the cache: attend causally within the input
+            causal = causal_mask(length)
+            return key, value, causal if mask is None else mask & causal
+        batch, max_length, heads, head_dim = cached_key.value.shape
+        if (batch, heads, head_dim) != (key.shape[0], key.shape[2], key.shape[3]) or length > max_length:
+            raise ValueError(f"MultiHeadAttention: cache of shape {cached_key.value.shape} cannot take keys of "
+                             f"shape {key.shape}")
+        index = cache_index.value
+        start = (jnp.zeros((), jnp.int32), index, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+        key = jax.lax.dynamic_update_slice(cached_key.value, key.astype(cached_key.value.dtype), start)
+        value = jax.lax.dynamic_update_slice(cached_value.value, value.astype(cached_value.value.dtype), start)
+        key = nn.with_logical_constraint(key, QKV_ACTIVATION_AXES)  # [batch, max_length, heads, head_dim]
+        value = nn.with_logical_constraint(value, QKV_ACTIVATION_AXES)
+        cached_key.value, cached_value.value = key, value
+        cache_index.value = index + length
+        query_slot = index + jnp.arange(length)  # [q]
+        causal = (jnp.arange(max_length)[None, :] <= query_slot[:, None])[None, None]  # [1, 1, q, max_length]
+        return key, value, causal if mask is None else mask & causal
 
     def _resolve_head_dim(self, embed: int) -> int:
         if self.head_dim is not None:
@@ -204,6 +255,7 @@ class MultiHeadAttention(nn.Module):
         out = HeadProjection(
             features=(features,), contracted_axes=2,
             kernel_axes=("heads", "kv", "embed"), bias_axes=("embed",), use_bias=self.use_bias,
-            dtype=self.dtype, param_dtype=self.param_dtype, kernel_init=self.kernel_init,
+            dtype=self.dtype, param_dtype=self.param_dtype,
+            kernel_init=self.kernel_init if self.out_kernel_init is None else self.out_kernel_init,
             bias_init=self.bias_init, name="out")(attended)
         return nn.with_logical_constraint(out, OUTPUT_ACTIVATION_AXES)

@@ -33,7 +33,9 @@ class MlpBlock(nn.Module):
 
     Attributes:
       mlp_dim: hidden width.
-      dropout_rate: dropout after the activation and after the output projection.
+      dropout_rate: dropout after the output projection, and after the activation when
+        ``activation_dropout`` (ViT) -- BERT's intermediate layer has none there.
+      activation_dropout: whether dropout also follows the activation.
       out_dim: output width; defaults to the input width.
       activation: elementwise non-linearity; exact (erf) GELU by default. The official ViT code
         uses ``nn.gelu``'s tanh approximation; pass ``nn.gelu`` to reproduce it bit for bit.
@@ -45,6 +47,7 @@ class MlpBlock(nn.Module):
 
     mlp_dim: int
     dropout_rate: float = 0.0
+    activation_dropout: bool = True
     out_dim: int | None = None
     activation: Callable[[Array], Array] = exact_gelu
     dtype: Dtype = jnp.float32
@@ -58,7 +61,8 @@ class MlpBlock(nn.Module):
         out_dim = inputs.shape[-1] if self.out_dim is None else self.out_dim
         x = self._dense(self.mlp_dim, ("embed", "mlp"), "Dense_0")(inputs)  # [batch, ..., mlp]
         x = nn.with_logical_constraint(self.activation(x), _activation_axes(x.ndim, "act_mlp"))
-        x = nn.Dropout(rate=self.dropout_rate)(x, deterministic=deterministic)
+        if self.activation_dropout:
+            x = nn.Dropout(rate=self.dropout_rate)(x, deterministic=deterministic)
         x = self._dense(out_dim, ("mlp", "embed"), "Dense_1")(x)  # [batch, ..., out_dim]
         x = nn.with_logical_constraint(x, _activation_axes(x.ndim, "act_embed"))
         return nn.Dropout(rate=self.dropout_rate)(x, deterministic=deterministic)

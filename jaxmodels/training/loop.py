@@ -68,6 +68,14 @@ class Experiment:
       eval_step: ``(state, batch) -> sums``; sums of per-example metrics over the batch plus
         ``"count"``, the number of real (unpadded) examples; the loop reports ``sum / count``.
       eval_iter_fn: ``() -> iterable`` of evaluation batches (fixed batch size, padded with a mask).
+      warm_start: optional ``state -> state`` run once on a fresh start (not on resume), on the host,
+        with the freshly initialised state; it returns the state with pretrained weights put in
+        (same tree, shapes and dtypes), which the loop then places with the state's shardings.
+        Fine-tuning and continued pretraining load their initial checkpoint this way, so large
+        weights never become constants of a compiled init function.
+      eval_metrics_fn: optional ``(step, state) -> {name: float}``, run after ``eval_step``'s pass, for
+        metrics that need host-side decoding of whole predictions (entity F1, exact match); they are
+        merged into the eval metrics (written, printed and passed to ``on_eval``).
       on_eval: optional ``(step, state, eval_metrics) -> bool | None`` hook run after each eval (on
         every process; write files on process 0 only). Returning True stops training early (e.g.
         early stopping on a validation loss): the loop saves a checkpoint and returns.
@@ -78,6 +86,8 @@ class Experiment:
     train_iter: Iterator[PyTree]
     eval_step: Callable[[PyTree, PyTree], Metrics] | None = None
     eval_iter_fn: Callable[[], Iterable[PyTree]] | None = None
+    warm_start: Callable[[PyTree], PyTree] | None = None
+    eval_metrics_fn: Callable[[int, PyTree], Mapping[str, float]] | None = None
     on_eval: Callable[[int, PyTree, Mapping[str, float]], bool | None] | None = None
     rules: tuple = LOGICAL_AXIS_RULES
 
@@ -207,6 +217,8 @@ def train(experiment: Experiment, config, workdir: str) -> TrainResult:
         if start_step is None:
             start_step = 0
             state, shardings = mesh_lib.create_sharded_state(init_fn, rng, mesh, experiment.rules)
+            if experiment.warm_start is not None:
+                state = jax.device_put(experiment.warm_start(state), shardings)
         else:
             shardings = mesh_lib.state_shardings(jax.eval_shape(init_fn, rng), mesh, experiment.rules)
             abstract = mesh_lib.abstract_state(init_fn, rng, shardings)
@@ -239,6 +251,8 @@ def train(experiment: Experiment, config, workdir: str) -> TrainResult:
         def run_eval(at_step: int) -> bool:
             nonlocal eval_metrics
             eval_metrics = evaluate(eval_fn, state, experiment.eval_iter_fn(), batch_sharding)
+            if experiment.eval_metrics_fn is not None:
+                eval_metrics.update({k: float(v) for k, v in experiment.eval_metrics_fn(at_step, state).items()})
             writer.write_scalars(at_step, {f"eval/{k}": v for k, v in eval_metrics.items()})
             if at_step == total_steps or not eval_every or (at_step // eval_every) % max(eval_log_every, 1) == 0:
                 progress.print(f"eval @ step {at_step}: " + ", ".join(f"{k} {v:.4f}" for k, v in eval_metrics.items()))

@@ -20,6 +20,7 @@ Activation axes:
   act_embed  model width; replicated (FSDP gathers weights, not activations)
   act_mlp    feed-forward hidden; sharded over ``model``
   act_heads  attention heads; sharded over ``model``
+  act_vocab  output logits over the vocabulary; sharded over ``model``
 """
 from __future__ import annotations
 
@@ -40,4 +41,5 @@ LOGICAL_AXIS_RULES: tuple[tuple[str, object], ...] = (
     ("act_mlp", "model"),
     ("act_heads", "model"),
     ("act_kv", None),
+    ("act_vocab", "model"),
 )

@@ -1,0 +1,1 @@
+"""Transformer language models (S16): BERT with Chinese whole word masking, a GPT-2 decoder, tokenizers."""
