@@ -19,9 +19,12 @@ def unet2d_model_class():
 
     diffusers imports torchvision for unrelated models whenever the package is installed; a torchvision
     build that does not match the installed torch (e.g. a CUDA wheel next to the CPU torch) then breaks
-    ``import diffusers``'s model modules. The U-Net never uses torchvision, so it is declared absent first.
+    ``import diffusers``'s model modules, and (through diffusers' import of ``transformers``, when that is
+    installed) ``transformers.PreTrainedModel``. The U-Net never uses torchvision, so it is declared absent
+    first, to diffusers and to every later importer in this process.
     """
     if "diffusers.models.unets.unet_2d" not in sys.modules:
+        sys.modules.setdefault("torchvision", None)
         import diffusers.utils.import_utils as import_utils
 
         import_utils._torchvision_available = False
