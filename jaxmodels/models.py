@@ -14,6 +14,7 @@ from jaxmodels.text.bert import bert_from_config
 from jaxmodels.text.gpt import gpt_from_config
 from jaxmodels.graph.models import multitask_from_config, pna_regressor_from_config
 from jaxmodels.vision.vit import vit_from_config
+from jaxmodels.vqa.model import vqa_from_config
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "vit": vit_from_config,
@@ -22,6 +23,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "unet": unet_from_config,
     "bert": bert_from_config,
     "gpt": gpt_from_config,
+    "vqa_counting": vqa_from_config,
 }
 
 

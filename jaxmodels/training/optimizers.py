@@ -4,7 +4,9 @@ Keys of ``config.optimizer``:
   name            adamw | adam | adam_l2 | sgd | lamb  (adam_l2 = PyTorch's Adam(weight_decay=...):
                   L2 added to the gradient of every parameter before the Adam moments)
   lr              peak learning rate
-  schedule        constant | warmup_cosine | warmup_linear | warmup_rsqrt
+  schedule        constant | warmup_cosine | warmup_linear | warmup_rsqrt | exponential
+                  (exponential: lr * 0.5 ** (step / halflife_steps), PyTorch's ExponentialLR stepped
+                  every iteration with gamma 0.5 ** (1 / halflife), as the VQA counting recipe)
   warmup_steps    linear warm-up from 0 to ``lr``
   end_lr          final learning rate of the cosine / linear decay (default 0)
   weight_decay    decoupled weight decay (adamw, lamb); applied to kernels only (ndim > 1) and
@@ -37,9 +39,14 @@ def learning_rate_schedule(opt_cfg: Mapping[str, Any], num_train_steps: int) -> 
         return optax.join_schedules(
             [optax.linear_schedule(0.0, lr, warmup),
              optax.linear_schedule(lr, end_lr, max(num_train_steps - warmup, 1))], [warmup])
+    if name == "exponential":
+        halflife = float(opt_cfg.get("halflife_steps", 0))
+        if halflife <= 0:
+            raise ValueError("config.optimizer.halflife_steps must be > 0 for schedule='exponential'")
+        return optax.exponential_decay(lr, transition_steps=1, decay_rate=0.5 ** (1.0 / halflife))
     if name == "warmup_rsqrt":
         return lambda step: lr * jax.numpy.minimum((step + 1) / max(warmup, 1), jax.numpy.sqrt(max(warmup, 1) / (step + 1)))
-    raise ValueError(f"config.optimizer.schedule={name!r}: expected constant, warmup_cosine, warmup_linear or warmup_rsqrt")
+    raise ValueError(f"config.optimizer.schedule={name!r}: expected constant, warmup_cosine, warmup_linear, warmup_rsqrt or exponential")
 
 
 def weight_decay_mask(params, exclude=DEFAULT_WEIGHT_DECAY_EXCLUDE):

@@ -1,0 +1,1 @@
+"""VQA with the differentiable counting component (system S11)."""
