@@ -23,7 +23,8 @@ CELL_TIMEOUT_S = 300
 
 def kernel_env(tmp_path) -> dict:
     env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"  # a user's machine, not the test mesh
+    # A user's machine (one device, not the test mesh); level 0 compiles ~20% faster (CI time).
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1 --xla_backend_optimization_level=0"
     env["JAX_PLATFORMS"] = "cpu"
     env["JAXMODELS_NOTEBOOK_STEPS"] = NOTEBOOK_STEPS
     env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
