@@ -10,6 +10,8 @@ from typing import Callable
 import flax.linen as nn
 
 from jaxmodels.diffusion.unet import unet_from_config
+from jaxmodels.gan.progan import generator_from_config
+from jaxmodels.gan.segmenter import segmenter_from_config
 from jaxmodels.text.bert import bert_from_config
 from jaxmodels.text.gpt import gpt_from_config
 from jaxmodels.graph.models import multitask_from_config, pna_regressor_from_config
@@ -21,6 +23,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "pna_multitask": multitask_from_config,
     "pna_regressor": pna_regressor_from_config,
     "unet": unet_from_config,
+    "progan_generator": generator_from_config,
+    "scene_segmenter": segmenter_from_config,
     "bert": bert_from_config,
     "gpt": gpt_from_config,
     "vqa_counting": vqa_from_config,
