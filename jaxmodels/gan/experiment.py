@@ -85,8 +85,8 @@ def rbg_key(rng: jax.Array) -> jax.Array:
     """An RBG-implementation key drawn from a threefry key, for sampling inside compiled steps.
 
     XLA:CPU compiles threefry sampling slowly (about a second per sampling kernel on 2 cores; tens of seconds
-    for a parameter init), ``RngBitGenerator`` sampling several times faster; as in
-    ``jaxmodels.gan.segmenter_experiment.fast_init_key``. RBG streams may differ between backends and
+    for a parameter init), ``RngBitGenerator`` sampling several times faster (the scene segmenter's
+    init uses it too). RBG streams may differ between backends and
     shardings, which only matters for bitwise-reproducible runs across them.
     """
     return jax.random.wrap_key_data(jax.random.bits(rng, (4,), jnp.uint32), impl="rbg")

@@ -33,6 +33,7 @@ from jaxmodels.diffusion.data import to_model_range  # uint8 -> [-1, 1], the gen
 from jaxmodels.data import make_eval_iterator, make_train_iterator
 from jaxmodels.data.sources import build_source
 from jaxmodels.data.synthetic.scenes import CLASSES
+from jaxmodels.gan.experiment import rbg_key  # fast-compiling init on XLA:CPU
 from jaxmodels.training import mesh as mesh_lib
 from jaxmodels.training.loop import Experiment, TrainResult, train
 from jaxmodels.training.optimizers import build_optimizer, learning_rate_schedule
@@ -113,21 +114,11 @@ def segmentation_metrics(confusion: np.ndarray, class_names=CLASSES) -> dict[str
             "pixel_frequency": {name: float(v) for name, v in zip(class_names, confusion.sum(axis=1) / total)}}
 
 
-def fast_init_key(rng: jax.Array) -> jax.Array:
-    """An RBG-implementation key drawn from ``rng`` (threefry), for parameter initialisation.
-
-    XLA:CPU compiles threefry sampling slowly (about a second per kernel on 2 cores, so tens of seconds
-    for the segmenter's init); ``RngBitGenerator`` sampling compiles several times faster. RBG values
-    may differ between backends and shardings, which only matters for bitwise-reproducible inits.
-    """
-    return jax.random.wrap_key_data(jax.random.bits(rng, (4,), jnp.uint32), impl="rbg")
-
-
 def make_init_state(model, tx, image_size: int):
     def init_state(rng: jax.Array) -> dict[str, Any]:
         params_rng, state_rng = jax.random.split(rng)
         images = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
-        params = model.init({"params": fast_init_key(params_rng)}, images, train=False)["params"]
+        params = model.init({"params": rbg_key(params_rng)}, images, train=False)["params"]
         return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params), "rng": state_rng}
     return init_state
 
