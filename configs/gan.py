@@ -5,11 +5,11 @@ Variants:
                 1,024 held out), a small generator (nf(s) = min(256 / 2^s, 64): 64 units at 4x4 and 8x8 --
                 layer4, the dissected 8x8 layer, has 64 units -- 32 at 16x16, 16 at 32x32, 8 at 64x64; latent 128;
                 278k parameters, critic 214k) with ProGAN's recipe (WGAN-GP, lambda 10, drift 0.001, n_critic 1,
-                Adam 1e-3 / beta1 0 / beta2 0.99, EMA 0.999) at batch 8, 15k steps. Sized for this repo's 2-CPU
+                Adam 1e-3 / beta1 0 / beta2 0.99, EMA 0.999) at batch 8, 10k steps (80k images). Sized for this repo's 2-CPU
                 machine (shared with other jobs): measured 4.5-5.4 steps/s over steps 1000-3000 of a 3000-step
                 run (load ~1-3; its samples already show sky, clouds, sun, grass and houses), 4.0-4.4 steps/s
-                after compilation in a 200-step run (load ~2; 3.2-3.6 at load ~3), 1.8 steps/s at load ~5: 15k
-                steps in ~50-80 minutes (over 2 h under heavy load). A step's time is about linear in the batch
+                after compilation in a 200-step run (load ~2; 3.2-3.6 at load ~3), 1.8 steps/s at load ~5: 10k
+                steps in ~35-55 minutes idle (the README's run: ~75 minutes, sharing the CPUs with the test suite). A step's time is about linear in the batch
                 (batch 16 halves the rate).
   tiny          a seconds-long smoke run: 16x16 scenes, widths 16 / 8 / 4 (the tests run it).
   celeba64      TFDS ``celeb_a`` centre-cropped to 140 px and resized to 64, random flips, the paper's widths
@@ -97,7 +97,7 @@ def scenes() -> ml_collections.ConfigDict:
     config.discriminator = discriminator(fmap_base=256, fmap_max=64)
     config.batch_size = 8
     config.eval_batch_size = 128
-    config.num_train_steps = 15_000
+    config.num_train_steps = 10_000
     config.log_every_steps = 100
     config.eval_every_steps = 2_500
     config.checkpoint_every_steps = 2_500

@@ -33,6 +33,10 @@ _EVAL = flags.DEFINE_integer("eval_samples", 100, "Held-out samples for it (pape
 _EPOCHS = flags.DEFINE_integer("epochs", 10, "Unit-set optimisation epochs (paper: 10).")
 _ABLATION_SAMPLES = flags.DEFINE_integer("ablation_samples", 500, "Samples the ablation curves are measured on.")
 _INSERTION_UNITS = flags.DEFINE_integer("insertion_units", 20, "Units set per concept in insertion / ACE (paper: 20).")
+_INSERTION_WINDOW = flags.DEFINE_integer("insertion_window", 2, "Side, in featuremap cells, of the square the units "
+                                        "are inserted in (paper: one cell of a 256px generator).")
+_INSERTION_SAMPLES = flags.DEFINE_integer("insertion_samples", 100, "Held-out samples lacking a concept that its "
+                                          "insertion is measured on.")
 _FID_SAMPLES = flags.DEFINE_integer("fid_samples", 2_000, "Generated samples per FID.")
 _REAL_SAMPLES = flags.DEFINE_integer("real_samples", 2_000, "Real images for the FID reference (0: skip FID).")
 _NUM_ARTIFACT = flags.DEFINE_integer("num_artifact", 20, "Worst per-unit-FID units ablated (paper: 20).")
@@ -81,6 +85,7 @@ def main(argv):
         concepts=tuple(_CONCEPTS.value), max_concepts=_MAX_CONCEPTS.value, search_samples=_SEARCH.value,
         train_samples=_TRAIN.value, eval_samples=_EVAL.value, epochs=_EPOCHS.value,
         ablation_samples=_ABLATION_SAMPLES.value, insertion_units=_INSERTION_UNITS.value,
+        insertion_window=_INSERTION_WINDOW.value, insertion_samples=_INSERTION_SAMPLES.value,
         fid_samples=_FID_SAMPLES.value, real_samples=_REAL_SAMPLES.value, num_artifact=_NUM_ARTIFACT.value,
         unit_figures=_UNIT_FIGURES.value, ignore_classes=tuple(_IGNORE.value))
     reals = real_images(g_config, _REAL_SAMPLES.value) if _REAL_SAMPLES.value > 0 else None
@@ -91,10 +96,13 @@ def main(argv):
     for concept, curve in summary["ablation"].items():
         print(f"  {concept}: ablating top {curve['sizes'][-1]} units removes {curve['top'][-1]:.2f} of its pixels "
               f"(random: {curve['random_mean'][-1]:.2f}); ACE {curve['ace_top_units']:+.3f}")
+    for concept, ins in summary["insertion"].items():
+        print(f"  {concept}: inserted in a {ins['window']}x{ins['window']} window, mean gain {ins['mean_gain']:.3f} "
+              f"(best location {ins['best_location_gain']:.3f}; {ins['fraction_inserted']:.0%} of samples)")
     if "artifacts" in summary:
         a = summary["artifacts"]
-        print(f"  FID {a['fid_original']:.3f} -> {a['fid_ablated']:.3f} ablating {a['num_units']} worst units "
-              f"(random: {a['fid_random']:.3f})")
+        print(f"  FID {a['fid_original']:.4g} -> {a['fid_ablated']:.4g} ablating {a['num_units']} worst units "
+              f"(random: {a['fid_random']:.4g})")
     print(f"Report: {os.path.join(out, 'report.md')}")
 
 

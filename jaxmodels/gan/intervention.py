@@ -486,3 +486,111 @@ def ablation_curve(render_fn: RenderFn, segment_fn: SegmentFn, class_id: int, ra
                 random_std=random.std(1).tolist(), random=random.tolist(), random_units=random_units,
                 top_units=ranking[:max(sizes)], original_pixels=int(round(original)),
                 num_samples=int(z.shape[0]))
+
+
+# ----------------------------------------------------------------------------------------------
+# Insertion at a location (paper sec. 4.3, Figs. 8-9: the units forced to k at one place of the
+# featuremap; whether the object appears depends on the context there)
+# ----------------------------------------------------------------------------------------------
+
+def window_locations(grid: tuple[int, int], window: int, stride: int = 1) -> np.ndarray:
+    """Top-left cells [L, 2] of every ``window x window`` square of a ``grid`` featuremap at ``stride``."""
+    _check_positive_int(window=window, stride=stride)
+    h, w = (int(g) for g in grid)
+    if window > min(h, w):
+        raise ValueError(f"window={window} cells does not fit the {h}x{w} featuremap.")
+    return np.asarray([(y, x) for y in range(0, h - window + 1, stride) for x in range(0, w - window + 1, stride)],
+                      np.int64)
+
+
+def window_alpha(units: Sequence[int], num_units: int, grid: tuple[int, int], top: int, left: int,
+                 window: int) -> np.ndarray:
+    """alpha [1, h, w, num_units]: 1 on ``units`` inside the window of cells [top, top+window) x
+    [left, left+window), 0 elsewhere (a spatial insertion / ablation; see ``progan.Intervention``)."""
+    h, w = (int(g) for g in grid)
+    if not (0 <= top <= h - window and 0 <= left <= w - window):
+        raise ValueError(f"window of {window} cells at ({top}, {left}) is outside the {h}x{w} featuremap.")
+    alpha = np.zeros((1, h, w, num_units), np.float32)
+    alpha[0, top:top + window, left:left + window, :] = unit_alpha(units, num_units)
+    return alpha
+
+
+def window_region(grid: tuple[int, int], size: tuple[int, int], top: int, left: int, window: int) -> np.ndarray:
+    """The image pixels [H, W] (bool) under the featuremap window: cell (y, x) covers rows
+    [y H / h, (y + 1) H / h) and the matching columns (each cell upsampled to its share of the image)."""
+    (h, w), (big_h, big_w) = grid, size
+    if big_h % h or big_w % w:
+        raise ValueError(f"the {big_h}x{big_w} segmentation is not a whole multiple of the {h}x{w} featuremap.")
+    sy, sx = big_h // h, big_w // w
+    region = np.zeros((big_h, big_w), bool)
+    region[top * sy:(top + window) * sy, left * sx:(left + window) * sx] = True
+    return region
+
+
+@functools.lru_cache(maxsize=4)
+def _window_step(render_fn, segment_fn, class_id):
+    def fractions(z, alpha, value, regions):
+        """Class-c fraction of every region [L, B] and of the whole image [B] under one intervention."""
+        labels = (jnp.argmax(segment_fn(render_fn(z, alpha, value)), -1) == class_id).astype(jnp.float32)
+        inside = jnp.einsum("bhw,lhw->lb", labels, regions) / jnp.sum(regions, axis=(1, 2))[:, None]
+        return inside, jnp.mean(labels, axis=(1, 2))
+
+    @jax.jit
+    def step(z, alphas, value, regions):
+        """Before: [L, B] region fractions and [B] image fraction without intervention. After: for location l,
+        inserting inside region l, that region's fraction [L, B] and the image fraction [L, B]."""
+        before, image_before = fractions(z, jnp.zeros_like(alphas[0]), value, regions)
+
+        def one(args):
+            alpha, index = args
+            inside, image = fractions(z, alpha, value, regions[index][None])
+            return inside[0], image
+
+        after, image_after = jax.lax.map(one, (alphas, jnp.arange(alphas.shape[0])))
+        return before, image_before, after, image_after
+
+    return step
+
+
+def insertion_at_locations(render_fn: RenderFn, segment_fn: SegmentFn, class_id: int, units: Sequence[int],
+                           insertion_value, *, grid: tuple[int, int], z, window: int = 2, stride: int = 1,
+                           batch_size: int = 50) -> dict:
+    """Inserts U := k inside one ``window x window`` square of the featuremap at every location, one at a time.
+
+    For each sample and location P the fraction of P's image region segmented as class c is measured
+    before (no intervention) and after r_{U,P} := k (the rest of the featuremap untouched); the paper's
+    observation (sec. 4.3) is that the gain depends on the location's context (a door appears on a
+    building, not in the sky). ``render_fn`` must accept alpha [1, h, w, U] (``progan.Intervention`` does).
+
+    Returns a dict: locations [L, 2] (top-left cells), before / after [N, L] (class fraction in the
+    window), image_before [N] / image_after [N, L] (class fraction of the whole image), gain [N, L]
+    (after - before), mean_gain [L], best_location [N] (argmax gain per sample), best_gain [N].
+    """
+    k = np.asarray(insertion_value, np.float32).reshape(-1)
+    num_units = k.shape[0]
+    z = _latents(z, 0, None, None)
+    _check_positive_int(batch_size=batch_size)
+    locations = window_locations(grid, window, stride)
+    alphas = np.stack([window_alpha(units, num_units, grid, y, x, window) for y, x in locations])  # [L, 1, h, w, U]
+    probe = jax.eval_shape(lambda zz: segment_fn(render_fn(zz, jnp.zeros((num_units,)), jnp.zeros((num_units,)))),
+                           jax.ShapeDtypeStruct((1, z.shape[1]), jnp.float32))
+    size = probe.shape[1:3]
+    regions = np.stack([window_region(grid, size, y, x, window) for y, x in locations]).astype(np.float32)
+    step = _window_step(render_fn, segment_fn, int(class_id))
+    after, image_after, before, image_before = [], [], [], []
+    for z_batch, valid in _padded_batches(z, batch_size):
+        n = int(np.asarray(valid).sum())
+        b, ib, a, ia = step(z_batch, jnp.asarray(alphas), jnp.asarray(k), jnp.asarray(regions))
+        before.append(np.asarray(b)[:, :n].T)
+        image_before.append(np.asarray(ib)[:n])
+        after.append(np.asarray(a)[:, :n].T)
+        image_after.append(np.asarray(ia)[:, :n].T)
+    after, before = np.concatenate(after), np.concatenate(before)
+    gain = after - before
+    best = np.argmax(gain, axis=1)
+    return dict(locations=locations.tolist(), window=int(window), grid=[int(g) for g in grid],
+                before=before.tolist(), after=after.tolist(), gain=gain.tolist(),
+                image_before=np.concatenate(image_before).tolist(), image_after=np.concatenate(image_after).tolist(),
+                mean_gain=gain.mean(0).tolist(), best_location=best.tolist(),
+                best_gain=gain[np.arange(gain.shape[0]), best].tolist(),
+                units=[int(u) for u in units], num_samples=int(z.shape[0]))

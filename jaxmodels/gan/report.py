@@ -12,7 +12,8 @@ to a trained :class:`jaxmodels.gan.progan.Generator` and a scene segmenter
   concepts.md                 interpretable units per concept
   units/unit_<u>.png          a top unit's top-activating samples with its thresholded mask overlaid
   ablation.json, ablation.png fraction of class pixels removed by a concept's top-n units vs n random units
-  insertion_<concept>.png     samples without the concept, before / after inserting its top units
+  insertion_<concept>.png     samples without the concept, before / after inserting its top units in one
+                              window of the featuremap, and the mean gain per location
   artifacts.json              per-unit FID, the worst units, FID before / after ablating them vs random units
   summary.json                the headline numbers
 
@@ -49,7 +50,9 @@ class ReportOptions:
     train_samples / eval_samples: samples for the unit-set optimisation [1,000 / 200].
     epochs: optimisation epochs [10].   ablation_sizes: n of the ablation curves (20 = the paper's figure).
     ablation_samples: z the curves are measured on.   num_random: random unit sets per size.
-    insertion_units: units inserted in the insertion examples.   fid_samples: generated samples per FID.
+    insertion_units: units inserted in the insertion examples.   insertion_window: side of the inserted
+      square in featuremap cells (the paper inserts at one cell of a 256px generator's 8x8 layer4).
+    insertion_samples: held-out samples lacking the concept the insertion is measured on.   fid_samples: generated samples per FID.
     real_samples: real images for the FID reference statistics.   num_artifact: units ablated [20].
     """
     layer: str = "layer4"
@@ -70,6 +73,8 @@ class ReportOptions:
     ablation_samples: int = 500
     num_random: int = 5
     insertion_units: int = 20
+    insertion_window: int = 2
+    insertion_samples: int = 100
     fid_samples: int = 2_000
     real_samples: int = 2_000
     num_artifact: int = 20
@@ -224,29 +229,67 @@ def ablation_plot(concept_results: Sequence[dict], path: str) -> None:
 
 
 def insertion_figure(fns: GanFunctions, res: dict, opts: ReportOptions, path: str, num: int = 6) -> dict:
-    """Samples lacking the concept, before / after inserting its top units (value k at every location)."""
+    """Inserts a concept's top units at one place of the featuremap (paper sec. 4.3, Figs. 8-9).
+
+    Samples lacking the concept (held-out ``absent_eval``): the units are set to k inside one
+    ``insertion_window x insertion_window`` square, at every location in turn
+    (``intervention.insertion_at_locations``). The figure shows ``num`` samples before / after the
+    insertion at their best location (window outlined) and the mean gain of class pixels inside the
+    window per location (the context map).
+    """
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
 
     units = res["ranking"][:min(opts.insertion_units, fns.num_units)]
-    indices = np.asarray(res["absent_eval"][:num], np.int64)
+    indices = np.asarray(res["absent_eval"][:opts.insertion_samples], np.int64)
     z = np.asarray(dissection.sample_z(10, indices, fns.latent_dim))
-    alpha = intervention.unit_alpha(units, fns.num_units)
-    before = fns.images(z)
-    after = fns.images(z, alpha, np.asarray(res["insertion_value"], np.float32))
-    c = res["class_id"]
-    frac_before = float((fns.labels(before) == c).mean())
-    frac_after = float((fns.labels(after) == c).mean())
-    fig, axes = plt.subplots(2, len(indices), figsize=(1.6 * len(indices), 3.5), squeeze=False)
-    for j in range(len(indices)):
+    grid = fns.generator.feature_shapes()[fns.layer][:2]
+    k = np.asarray(res["insertion_value"], np.float32)
+    window = min(opts.insertion_window, *grid)
+    loc = intervention.insertion_at_locations(fns.render_fn, fns.segment_fn, res["class_id"], units, k, grid=grid,
+                                              z=z, window=window, batch_size=min(opts.batch_size, 50))
+    gain, best = np.asarray(loc["gain"]), np.asarray(loc["best_location"], np.int64)
+    locations = np.asarray(loc["locations"])
+    shown = np.argsort(-gain[np.arange(len(best)), best], kind="stable")[:num]
+    before = fns.images(z[shown])
+    afters = []
+    for j in shown:
+        y, x = locations[best[j]]
+        alpha = intervention.window_alpha(units, fns.num_units, grid, y, x, window)
+        afters.append(fns.images(z[j:j + 1], alpha, k)[0])
+    size = before.shape[1]
+    cell = size / grid[0]
+    cols = len(shown) + 1
+    fig, axes = plt.subplots(2, cols, figsize=(1.6 * cols, 3.5), squeeze=False)
+    for j, index in enumerate(shown):
+        y, x = locations[best[index]]
         axes[0, j].imshow(to_uint8(before[j]))
-        axes[1, j].imshow(to_uint8(after[j]))
+        axes[1, j].imshow(to_uint8(afters[j]))
+        axes[1, j].add_patch(Rectangle((x * cell - 0.5, y * cell - 0.5), window * cell, window * cell, fill=False,
+                                       edgecolor="yellow", linewidth=1))
+        axes[1, j].set_title(f"+{gain[index, best[index]]:.2f}", fontsize=7)
         axes[0, j].axis("off")
         axes[1, j].axis("off")
+    side = grid[0] - window + 1
+    heat = np.asarray(loc["mean_gain"]).reshape(side, -1)
+    axes[0, -1].axis("off")
+    im = axes[1, -1].imshow(heat, cmap="viridis", vmin=0)
+    axes[1, -1].set_title("mean gain", fontsize=7)
+    axes[1, -1].set_xticks([])
+    axes[1, -1].set_yticks([])
+    fig.colorbar(im, ax=axes[1, -1], fraction=0.046)
     axes[0, 0].set_title("before", fontsize=8, loc="left")
-    axes[1, 0].set_title(f"after inserting {len(units)} {res['concept']} units", fontsize=8, loc="left")
+    fig.suptitle(f"{len(units)} {res['concept']} units set to k in a {window}x{window} window of the "
+                 f"{grid[0]}x{grid[1]} featuremap", fontsize=8)
     _savefig(fig, path)
-    return {"concept": res["concept"], "units": units, "samples": indices.tolist(),
-            "class_pixels_before": frac_before, "class_pixels_after": frac_after}
+    best_gain = np.asarray(loc["best_gain"])
+    return {"concept": res["concept"], "units": units, "samples": indices.tolist(), "window": window,
+            "grid": list(grid), "num_samples": int(len(indices)),
+            "window_before": float(np.mean(loc["before"])), "window_after": float(np.mean(loc["after"])),
+            "mean_gain": float(gain.mean()), "best_location_gain": float(best_gain.mean()),
+            "fraction_inserted": float(np.mean(best_gain >= 0.25)),
+            "gain_by_location": loc["mean_gain"], "locations": loc["locations"],
+            "image_before": float(np.mean(loc["image_before"])), "image_after": float(np.mean(loc["image_after"]))}
 
 
 def write_report(generator: Generator, g_variables, segmenter, s_variables, out_dir: str, *,
@@ -303,7 +346,8 @@ def write_report(generator: Generator, g_variables, segmenter, s_variables, out_
         artifacts = fid.artifact_ablation(fns.render_fn, fns.features, unit_fid, real, num_ablate=num_ablate,
                                           num_random=3, seed=100, num_samples=opts.fid_samples,
                                           latent_dim=fns.latent_dim, batch_size=opts.batch_size)
-        artifacts["unit_fid"] = np.round(unit_fid, 4).tolist()
+        artifacts["unit_fid"] = np.asarray(unit_fid, np.float64).tolist()
+        artifacts["real_trace"] = float(np.trace(real.cov))
         _write_text(os.path.join(out_dir, "artifacts.json"), json.dumps(artifacts, indent=1))
 
     summary = {"layer": opts.layer, "num_units": fns.num_units, "num_samples": opts.num_samples,
@@ -313,7 +357,9 @@ def write_report(generator: Generator, g_variables, segmenter, s_variables, out_
                "ablation": {r["concept"]: {"sizes": r["ablation"]["sizes"], "top": r["ablation"]["top"],
                                            "random_mean": r["ablation"]["random_mean"],
                                            "ace_top_units": r["ace_top_units"]["ace"]} for r in concept_results},
-               "insertion": {i["concept"]: [i["class_pixels_before"], i["class_pixels_after"]] for i in insertions}}
+               "insertion": {i["concept"]: {k: i[k] for k in ("window", "num_samples", "mean_gain",
+                                                              "best_location_gain", "fraction_inserted")}
+                             for i in insertions}}
     if artifacts is not None:
         summary["artifacts"] = {k: artifacts[k] for k in ("fid_original", "fid_ablated", "fid_random")}
         summary["artifacts"]["num_units"] = len(artifacts["units"])
@@ -346,18 +392,33 @@ def markdown_report(result, summary, figure_units, concept_results, insertions, 
             cells = [f"{t:.2f} / {m:.2f}" for t, m in zip(a["top"], a["random_mean"])]
             lines.append(f"| {r['concept']} | " + " | ".join(cells) + f" | {r['ace_top_units']['ace']:+.3f} |")
         lines += ["", "![ablation](ablation.png)", "", "## Insertion", ""]
+        if insertions:
+            i0 = insertions[0]
+            lines += [f"A concept's top {len(i0['units'])} units set to k inside one {i0['window']}x{i0['window']} "
+                      f"window of the {i0['grid'][0]}x{i0['grid'][1]} featuremap, at every location in turn, on "
+                      f"{i0['num_samples']} held-out samples that lack the concept. Gain: fraction of the window's "
+                      "pixels segmented as the concept after minus before; best location: per sample, the location "
+                      "with the largest gain; inserted: samples whose best gain is at least 0.25.", "",
+                      "| concept | mean gain, all locations | mean gain, best location | inserted |",
+                      "|---|---:|---:|---:|"]
+            for i in insertions:
+                lines.append(f"| {i['concept']} | {i['mean_gain']:.3f} | {i['best_location_gain']:.3f} | "
+                             f"{i['fraction_inserted']:.0%} |")
+            lines.append("")
         for i in insertions:
-            lines.append(f"- {i['concept']}: class pixels {i['class_pixels_before']:.3f} -> "
-                         f"{i['class_pixels_after']:.3f} after inserting units {i['units']}")
-            lines.append(f"  ![insertion {i['concept']}](insertion_{i['concept']}.png)")
+            lines.append(f"![insertion {i['concept']}](insertion_{i['concept']}.png)")
     if artifacts is not None:
         lines += ["", "## Artifact units", "",
                   f"Per-unit FID (segmenter-backbone features) over each unit's top {min(opts.top_k, opts.num_samples)} "
                   f"samples; the {len(artifacts['units'])} worst units {artifacts['units']} ablated, FID over "
                   f"{artifacts['num_samples']} samples vs {opts.real_samples} real scenes:", "",
-                  "| generator | FID |", "|---|---:|",
-                  f"| original | {artifacts['fid_original']:.3f} |",
-                  f"| worst units ablated | {artifacts['fid_ablated']:.3f} |",
+                  "| generator | FID | relative to original |", "|---|---:|---:|",
+                  f"| original | {artifacts['fid_original']:.4g} | 1 |",
+                  f"| worst units ablated | {artifacts['fid_ablated']:.4g} | "
+                  f"{artifacts['fid_ablated'] / artifacts['fid_original']:.3g} |",
                   f"| random units ablated (mean of {len(artifacts['fid_random_draws'])}) | "
-                  f"{artifacts['fid_random']:.3f} |"]
+                  f"{artifacts['fid_random']:.4g} | {artifacts['fid_random'] / artifacts['fid_original']:.3g} |", "",
+                  "The segmenter's pooled features are small (their real-image covariance has trace "
+                  f"{artifacts.get('real_trace', float('nan')):.4g}), so FIDs here are small numbers; compare them "
+                  "with each other, not with Inception FIDs."]
     return "\n".join(lines) + "\n"

@@ -127,3 +127,43 @@ def test_alpha_optimisation_recovers_the_causal_unit():
     # loss 1 - 0); after training unit 3 erases everything and inserts everywhere: loss 0 - 1.
     assert result.eval_top_n_loss[0] == pytest.approx(1.0)
     assert result.eval_top_n_loss[-1] == pytest.approx(-1.0)
+
+
+def _context_render(z, alpha, value):
+    """Class 1 appears where unit CAUSAL exceeds 0.5, but only on the left half of the grid (its 'context')."""
+    r = I.blend(jnp.zeros((z.shape[0], 4, 4, UNITS)) + 0.0 * z[:, None, None, :], alpha, value)
+    channel0 = jnp.repeat(jnp.repeat(r[..., CAUSAL] * PATTERN, 4, axis=1), 4, axis=2)
+    return jnp.stack([channel0, jnp.zeros_like(channel0), jnp.zeros_like(channel0)], -1)
+
+
+def test_window_alpha_and_region():
+    alpha = I.window_alpha([1, 2], 3, (4, 4), 1, 2, 2)
+    assert alpha.shape == (1, 4, 4, 3)
+    np.testing.assert_array_equal(alpha[0, 1:3, 2:4, 1:], 1.0)
+    assert alpha.sum() == 8
+    region = I.window_region((4, 4), (16, 16), 1, 2, 2)
+    assert region.sum() == 64 and region[4:12, 8:16].all()
+    np.testing.assert_array_equal(I.window_locations((4, 4), 2, 2), [[0, 0], [0, 2], [2, 0], [2, 2]])
+    with pytest.raises(ValueError, match="outside"):
+        I.window_alpha([0], 3, (4, 4), 3, 0, 2)
+    with pytest.raises(ValueError, match="does not fit"):
+        I.window_locations((4, 4), 5)
+
+
+def test_insertion_at_locations_gain_follows_the_context():
+    k = np.zeros(UNITS, np.float32)
+    k[CAUSAL] = 0.9
+    z = np.asarray(sample_z(0, np.arange(5), LATENT))
+    res = I.insertion_at_locations(_context_render, segment_fn, 1, [CAUSAL], k, grid=(4, 4), z=z, window=2,
+                                   batch_size=3)
+    assert res["locations"] == [[y, x] for y in range(3) for x in range(3)]
+    np.testing.assert_array_equal(res["before"], 0.0)
+    np.testing.assert_array_equal(res["image_before"], 0.0)
+    # Window columns {0, 1}: all left half -> the whole window becomes class 1; {1, 2}: half; {2, 3}: none.
+    expected = np.tile([1.0, 0.5, 0.0], 3)
+    np.testing.assert_allclose(res["mean_gain"], expected)
+    np.testing.assert_allclose(np.asarray(res["image_after"]), np.tile(expected * 4 / 16, (5, 1)))
+    np.testing.assert_array_equal(res["best_location"], 0)
+    # A unit that does not draw the class inserts nothing anywhere.
+    other = I.insertion_at_locations(_context_render, segment_fn, 1, [0], k + 0.9, grid=(4, 4), z=z, window=2)
+    np.testing.assert_array_equal(other["gain"], 0.0)

@@ -35,7 +35,8 @@ def test_report_writes_every_part(models, tmp_path):
     options = report.ReportOptions(layer="layer4", num_samples=64, top_k=16, threshold_seed=None, batch_size=32,
                                    unit_figures=2, figure_samples=3, concepts=(common,), search_samples=64,
                                    train_samples=8, eval_samples=4, epochs=1, ablation_sizes=(1, 2, 4),
-                                   ablation_samples=16, num_random=2, insertion_units=2, fid_samples=32,
+                                   ablation_samples=16, num_random=2, insertion_units=2, insertion_samples=3,
+                                   fid_samples=32,
                                    real_samples=32, num_artifact=2)
     reals = np.asarray(jax.random.uniform(jax.random.PRNGKey(4), (32, 16, 16, 3), minval=-1, maxval=1))
     out = tmp_path / "report"
@@ -48,6 +49,9 @@ def test_report_writes_every_part(models, tmp_path):
     assert summary["num_units"] == 8 and summary["layer"] == "layer4"
     curve = summary["ablation"][common]
     assert curve["sizes"] == [1, 2, 4] and all(np.isfinite(v) and v <= 1.0 + 1e-9 for v in curve["top"])
+    insertion = json.loads((out / "ablation.json").read_text())["insertions"][0]
+    assert insertion["window"] == 2 and insertion["grid"] == [8, 8] and len(insertion["gain_by_location"]) == 49
+    assert -1.0 <= insertion["mean_gain"] <= insertion["best_location_gain"] <= 1.0
     artifacts = json.loads((out / "artifacts.json").read_text())
     assert len(artifacts["unit_fid"]) == 8 and len(artifacts["units"]) == 2
     # The worst units by per-unit FID are the ones ablated.
