@@ -44,6 +44,11 @@ like the official per-cell average), so lambda = 0.005 keeps its meaning; a 20-s
 with lambda ||alpha||^2 gives the same gradient direction as the official 20-sample sum with
 20 * lambda ||alpha||^2.
 
+Insertion at a location (sec. 4.3, Figs. 8-9: "inserting door units at one pixel of the featuremap"):
+:func:`insertion_at_locations` sets the units to k inside one ``window x window`` square of the
+featuremap (alpha [1, h, w, U], the rest untouched), at every location in turn, and measures the
+class pixels gained inside the square's image region; its mean per location is the context map.
+
 Callables (JAX-traceable; jitted with the per-batch work):
 
 * ``render_fn(z [B, latent], alpha [U], value [U]) -> images [B, H, W, 3]``, r' = (1 - alpha) r + alpha value
