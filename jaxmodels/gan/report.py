@@ -52,7 +52,8 @@ class ReportOptions:
     ablation_samples: z the curves are measured on.   num_random: random unit sets per size.
     insertion_units: units inserted in the insertion examples.   insertion_window: side of the inserted
       square in featuremap cells (the paper inserts at one cell of a 256px generator's 8x8 layer4).
-    insertion_samples: held-out samples lacking the concept the insertion is measured on.   fid_samples: generated samples per FID.
+    insertion_samples: held-out samples lacking the concept the insertion is measured on.
+    fid_samples: generated samples per FID.
     real_samples: real images for the FID reference statistics.   num_artifact: units ablated [20].
     """
     layer: str = "layer4"
@@ -245,7 +246,7 @@ def insertion_figure(fns: GanFunctions, res: dict, opts: ReportOptions, path: st
     z = np.asarray(dissection.sample_z(10, indices, fns.latent_dim))
     grid = fns.generator.feature_shapes()[fns.layer][:2]
     k = np.asarray(res["insertion_value"], np.float32)
-    window = min(opts.insertion_window, *grid)
+    window = opts.insertion_window  # intervention.window_locations names a window that does not fit
     loc = intervention.insertion_at_locations(fns.render_fn, fns.segment_fn, res["class_id"], units, k, grid=grid,
                                               z=z, window=window, batch_size=min(opts.batch_size, 50))
     gain, best = np.asarray(loc["gain"]), np.asarray(loc["best_location"], np.int64)
