@@ -16,7 +16,7 @@ come from the workload's own in-degree histogram.
 Workloads (defaults; L = 4 layers, 4 towers in both):
 
 * ``multitask``: one batch of the PNA multitask benchmark's shape: 512 graphs of N = 20 nodes from
-  ``jaxmodels.data.synthetic.pna_multitask.generate_graph`` (the official mixture of ten graph
+  ``jaxmodels.projects.pna.multitask_data.generate_graph`` (the official mixture of ten graph
   types, seeds 0..511), 2 random node features (as the benchmark's [one-hot source, value]), hidden
   16, one random target per graph (mean pool + head).
 * ``large``: one random directed graph, 1000 nodes and 5000 distinct edges (no self loops),
@@ -110,7 +110,7 @@ def multitask_graphs(num_graphs: int, num_nodes: int, in_features: int, seed: in
     random N(0, 1) node features, one N(0, 1) target per graph."""
     import numpy as np
 
-    from jaxmodels.data.synthetic.pna_multitask import generate_graph
+    from jaxmodels.projects.pna.multitask_data import generate_graph
     from jaxmodels.graph import batching
 
     rng = np.random.default_rng(seed)

@@ -309,7 +309,7 @@ def xla_flops(compiled) -> float | None:
 
 
 class OursStep:
-    """The jitted ``jaxmodels.training.classification.train_step`` of a ViT, state donated."""
+    """The jitted ``jaxmodels.projects.vit.experiment.train_step`` of a ViT, state donated."""
 
     def __init__(self, case: dict[str, Any], args: argparse.Namespace, images, labels):
         import jax
@@ -323,7 +323,7 @@ class OursStep:
         import jax
         import jax.numpy as jnp
 
-        from jaxmodels.training.classification import make_init_state, train_step
+        from jaxmodels.projects.vit.experiment import make_init_state, train_step
         from jaxmodels.training.optimizers import build_optimizer, learning_rate_schedule
         from jaxmodels.vision.vit import ViT, vit_variant
 

@@ -41,7 +41,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.aggregations = ("gcn",)  # gcn: D~^-1/2 (A+I) D~^-1/2; gin: A + (1+eps) I
     config.gin_eps = 0.0
     config.width = 48  # m_1 = ... = m_H; >= m_0 so that lambda_min(Bbar^T Bbar) can be > 0
-    config.init = "orthogonal"  # orthogonal | gaussian (jaxmodels.graph.optimization.init_params)
+    config.init = "orthogonal"  # orthogonal | gaussian (jaxmodels.projects.gnn_optimization.linear_gnn.init_params)
     config.init_scale = 1.0
     config.dtype = "float32"  # float64 needs x64; worth it when L* > 0 (fewer features than labels)
     config.feature_scale = 3.0  # features rescaled so that sigma_max(X_{*,I}) = feature_scale

@@ -8,7 +8,7 @@ The paper's runs (``realworld_benchmark/README.md``, "for the paper, 1st version
             --divide_input_first=True --divide_input_last=True --lr_schedule_patience=20
 both: sum readout, batch 128, Adam lr 1e-3, weight decay 3e-6, lr x0.5 on plateau down to 1e-5,
 up to 1000 epochs (``configs/molecules_graph_regression_pna_ZINC.json``).
-  tiny      a few epochs on a small file (tests write one with jaxmodels.data.zinc.write_zinc_raw)
+  tiny      a few epochs on a small file (tests write one with jaxmodels.projects.pna.zinc_data.write_zinc_raw)
 Data: ``--config.data.root=<dir>`` holding raw/{train,val,test}.{pickle,index} (PyG's ZINC layout:
 molecules.zip from benchmarking-gnns plus the subset index files). Nothing is downloaded.
 """

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 
 # XLA's CPU backend at optimisation level 0: the suite's time goes into compiling many small programs
-# (level 0 halves it, e.g. tests/diffusion/test_diffusion_pipeline.py 151 s -> 81 s) rather than running
+# (level 0 halves it, e.g. tests/projects/diffusion/test_diffusion_pipeline.py 151 s -> 81 s) rather than running
 # them; numerics are compared with tolerances or with runs under the same flags.
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
                            " --xla_backend_optimization_level=0").strip()

@@ -45,7 +45,7 @@ def quality_function(config, out_dir):
     if _INCEPTION.value:
         from jaxmodels.convert.torch_inception import load_torch_inception
         from jaxmodels.data.sources import build_source
-        from jaxmodels.diffusion.data import build_preprocess
+        from jaxmodels.data.generative import build_preprocess
         from jaxmodels.vision.inception import inception_extractor
         extractor = inception_extractor(load_torch_inception(_INCEPTION.value))
         stats_path = os.path.join(out_dir, f"inception_stats_{config.data.name}_{config.data.train_split}.npz")
@@ -59,8 +59,8 @@ def quality_function(config, out_dir):
             reference.save(stats_path)
         return (lambda samples: {"fid": evaluation.frechet_distance_from_images(extractor, samples, reference)}), "fid", None
     if config.data.source == "digits":
-        from jaxmodels.diffusion import digits_classifier
-        from jaxmodels.diffusion.data import digits_images
+        from jaxmodels.projects.diffusion import digits_classifier
+        from jaxmodels.data.generative import digits_images
         variables = digits_classifier.load_or_train()
         train_images, _ = digits_images("train", size=int(config.data.image_size))
         real = digits_classifier.digits_quality(train_images[:360], variables)["fd"]  # the real-data floor at n=360
@@ -76,8 +76,8 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)
     import jaxmodels
     from jaxmodels.data.sources import build_source
-    from jaxmodels.diffusion import report
-    from jaxmodels.diffusion.data import build_preprocess
+    from jaxmodels.projects.diffusion import report
+    from jaxmodels.data.generative import build_preprocess
     from jaxmodels.loading import resolve_checkpoint
 
     import numpy as np

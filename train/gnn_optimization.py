@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from jaxmodels.graph.optimization_study import train_and_evaluate  # noqa: E402
+from jaxmodels.projects.gnn_optimization.experiment import train_and_evaluate  # noqa: E402
 from jaxmodels.training import launch  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/gnn_optimization.py:<variant>).", lock_config=True)

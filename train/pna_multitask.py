@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from jaxmodels.graph import multitask  # noqa: E402
+from jaxmodels.projects.pna import multitask  # noqa: E402
 from jaxmodels.training import launch  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/pna_multitask.py:<variant>.", lock_config=True)

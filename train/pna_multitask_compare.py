@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from absl import app, flags  # noqa: E402
 
-from jaxmodels.graph.multitask import compare_runs  # noqa: E402
+from jaxmodels.projects.pna.multitask import compare_runs  # noqa: E402
 
 _RUNS = flags.DEFINE_list("runs", None, "Run directories holding results.json.")
 _OUT = flags.DEFINE_string("out", None, "Where to write comparison.md and comparison.png.")

@@ -3,7 +3,7 @@ r"""Trains PNA on ZINC (Corso et al., NeurIPS 2020, sec. 4.2) and reports the te
     python train/pna_zinc.py --config=configs/pna_zinc.py:edges --config.data.root=~/data/ZINC \
         --workdir=runs/pna_zinc/edges
 
-Reads PyG's raw ZINC layout (<root>/raw/{train,val,test}.{pickle,index}; see jaxmodels/data/zinc.py);
+Reads PyG's raw ZINC layout (<root>/raw/{train,val,test}.{pickle,index}; see jaxmodels/projects/pna/zinc_data.py);
 nothing is downloaded. Writes results.md / results.json (val and test MAE) into the run directory;
 re-running with the same --workdir resumes.
 """
@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from jaxmodels.graph import regression  # noqa: E402
+from jaxmodels.projects.pna import zinc as regression  # noqa: E402
 from jaxmodels.training import launch  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/pna_zinc.py:<variant>.", lock_config=True)

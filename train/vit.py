@@ -14,7 +14,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from jaxmodels.training import classification, launch  # noqa: E402
+from jaxmodels.training import launch  # noqa: E402
+from jaxmodels.projects.vit import experiment as classification
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/vit.py:<variant>).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory for checkpoints and logs.")

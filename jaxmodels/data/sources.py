@@ -15,9 +15,8 @@ import tensorflow_datasets as tfds
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from jaxmodels.data.synthetic.scenes import ScenesSource
 
-SOURCES = ("digits", "tfds", "scenes")
+SOURCES = ("digits", "tfds")
 
 
 @functools.cache
@@ -113,8 +112,7 @@ def build_source(data_cfg: ml_collections.ConfigDict, split: str):
 
     "digits": ``DigitsSource(split, seed=data_cfg.split_seed, test_fraction=data_cfg.test_fraction)``
     (defaults 0 and 0.2). "tfds": ``tfds_source(data_cfg.name, split, data_cfg.data_dir)`` with
-    optional ``image_key`` / ``label_key``. "scenes": ``ScenesSource(split, data_cfg.num_train or
-    data_cfg.num_test, seed=data_cfg.seed, image_size=data_cfg.image_size)`` (defaults 0 and 64).
+    optional ``image_key`` / ``label_key``.
     """
     if data_cfg.source == "digits":
         return DigitsSource(split, seed=data_cfg.get("split_seed", 0),
@@ -123,10 +121,4 @@ def build_source(data_cfg: ml_collections.ConfigDict, split: str):
         return tfds_source(data_cfg.name, split, data_dir=data_cfg.get("data_dir"),
                            image_key=data_cfg.get("image_key", "image"),
                            label_key=data_cfg.get("label_key", "label"))
-    if data_cfg.source == "scenes":
-        field = "num_train" if split == "train" else "num_test"
-        if not data_cfg.get(field):
-            raise ValueError(f"data.source='scenes' needs data.{field} (the number of {split} scenes).")
-        num_examples = data_cfg[field]
-        return ScenesSource(split, num_examples, seed=data_cfg.get("seed", 0), image_size=data_cfg.get("image_size", 64))
     raise ValueError(f"data.source={data_cfg.source!r} is not one of {SOURCES}.")

@@ -10,12 +10,12 @@ images are summarised by Gaussians N(mu1, S1), N(mu2, S2), and
 reference implementation, Dougal Sutherland's stable version) in float64 NumPy/SciPy.
 
 Feature extractors are plain callables ``images [B, H, W, C] float in [-1, 1] -> features [B, D]``
-(the diffusion models' data range; see ``jaxmodels.diffusion.data``). Two ship with the repo:
+(the diffusion models' data range; see ``jaxmodels.data.generative``). Two ship with the repo:
 
 * ``jaxmodels.vision.inception.inception_extractor``: pytorch-fid's FID Inception-v3 (pool3,
   2048-d) with weights converted from the user's ``pt_inception-2015-12-05-6726825d.pth``. Only
   this one gives FIDs comparable with papers.
-* ``jaxmodels.diffusion.digits_classifier.digits_extractor``: a small CNN trained in the repo on
+* ``jaxmodels.projects.diffusion.digits_classifier.digits_extractor``: a small CNN trained in the repo on
   the 16x16 digits, an offline stand-in ("digits FD") when the Inception weights are unavailable.
 
 ``compute_statistics`` streams images through an extractor into a ``FeatureStatistics``

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmodels.diffusion import dpm_solver, samplers
-from jaxmodels.diffusion.data import to_uint8
+from jaxmodels.data.generative import to_uint8
 from jaxmodels.diffusion.gaussian import GaussianDiffusion, diffusion_from_config
 
 SAMPLERS = ("ddpm", "ddim", "dpm_solver")

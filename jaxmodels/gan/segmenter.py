@@ -4,7 +4,7 @@ GAN Dissection (Bau et al., ICLR 2019, sec. 2.1) labels generated images with a 
 (Unified Perceptual Parsing, Xiao et al. 2018) and measures IoU_{u,c} = E|m_u ^ s_c| / E|m_u v s_c|
 between thresholded unit maps m_u and the segmenter's class masks s_c. Generated images carry no
 labels, so the generative fact sheet (sec. 4, "small reproduction") trains a small FCN on the rendered
-(image, label map) pairs of :mod:`jaxmodels.data.synthetic.scenes`; this is that network.
+(image, label map) pairs of :mod:`jaxmodels.projects.gan_dissection.scenes`; this is that network.
 
 Architecture: a U-Net (Ronneberger et al. 2015) without normalisation layers:
 

@@ -325,3 +325,27 @@ def read_corpus(path: str | os.PathLike) -> list[list[str]]:
 __all__ = ["ARRAY_KEYS", "ArrayDataSource", "build_pretraining_arrays",
            "create_instances_from_document", "instances_to_arrays", "load_arrays",
            "read_corpus", "save_arrays", "tokenize_documents", "truncate_seq_pair"]
+
+
+def corpus_documents(data_cfg, directory: str) -> list[list[str]]:
+    """The documents of ``data_cfg.corpus_path``, or of the offline People's Daily corpus."""
+    path = data_cfg.get("corpus_path")
+    if not path:
+        from jaxmodels.data import chinese_corpus
+
+        path = os.path.join(directory, "corpus.txt")
+        if not os.path.exists(path):
+            chinese_corpus.write_pretraining_corpus(directory, max_documents=data_cfg.get("max_documents") or None)
+    documents = read_corpus(path)
+    limit = data_cfg.get("max_documents")
+    return documents[:limit] if limit else documents
+
+
+def split_documents(documents: list, eval_fraction: float) -> tuple[list, list]:
+    """Every k-th document (k = 1 / eval_fraction) is held out for evaluation."""
+    if eval_fraction <= 0:
+        return documents, []
+    every = max(2, int(round(1.0 / eval_fraction)))
+    train_docs = [d for i, d in enumerate(documents) if i % every != every - 1]
+    eval_docs = [d for i, d in enumerate(documents) if i % every == every - 1]
+    return train_docs, eval_docs

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from jaxmodels.data import chinese_corpus as cc
-from jaxmodels.data.text_readers import (
+from jaxmodels.projects.bert_wwm.readers import (
     PEOPLE_DAILY_NER_LABELS,
     read_chnsenticorp,
     read_ner_bio,

@@ -9,8 +9,8 @@ import optax
 import pytest
 
 from jaxmodels import models
-from jaxmodels.data.synthetic import scenes
-from jaxmodels.gan import segmenter_experiment as exp
+from jaxmodels.projects.gan_dissection import scenes
+from jaxmodels.projects.gan_dissection import segmenter as exp
 from jaxmodels.gan.segmenter import Segmenter, segmenter_from_config
 
 NUM_CLASSES = len(scenes.CLASSES)

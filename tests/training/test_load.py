@@ -10,7 +10,7 @@ import pytest
 import jaxmodels
 from jaxmodels.models import UnknownModelError
 from jaxmodels.training import Checkpoints
-from jaxmodels.training.classification import train_and_evaluate
+from jaxmodels.projects.vit.experiment import train_and_evaluate
 from vit_runs import REPO, binary_env, tiny_config
 
 PROBE = np.random.default_rng(0).normal(size=(4, 8, 8, 1)).astype(np.float32)

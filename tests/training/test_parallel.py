@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from jaxmodels.training.classification import train_and_evaluate
+from jaxmodels.projects.vit.experiment import train_and_evaluate
 from vit_runs import logged, tiny_config
 
 MESHES = {"single": dict(data=1, fsdp=1, model=1), "data8": dict(data=8, fsdp=1, model=1),

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmodels.data.synthetic.counting_toy import toy_batch
+from jaxmodels.projects.vqa_counting.toy_data import toy_batch
 from jaxmodels.vqa.counting import Counter, pairwise_iou, piecewise_linear, to_one_hot
 
 _BENCHMARKS = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"

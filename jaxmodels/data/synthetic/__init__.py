@@ -1,1 +1,0 @@
-"""Synthetic benchmarks generated exactly as their papers describe (deterministic per seed)."""

@@ -1,0 +1,1 @@
+"""jaxmodels.projects.vqa_counting."""
