@@ -9,11 +9,12 @@ import pytest
 from PIL import Image
 
 from jaxmodels import models
+from vit_runs import REPO
 from jaxmodels.diffusion import pipeline
 from jaxmodels.projects.diffusion import experiment
 from jaxmodels.diffusion.gaussian import diffusion_from_config
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs"))
+sys.path.insert(0, os.path.join(REPO, "configs"))
 import diffusion as diffusion_configs  # noqa: E402  (configs/diffusion.py)
 
 

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from vit_runs import REPO  # noqa: E402
 FIGURES = ("skip_vs_noskip.png", "depth.png", "labels.png", "lambda_min.png", "linear_vs_relu.png")
 
 
