@@ -39,7 +39,7 @@ def get_config(variant: str = "pna") -> ml_collections.ConfigDict:
     config.name = variant
     config.seed = 42  # the official train.py default
     config.data = ml_collections.ConfigDict(dict(
-        cache_dir="~/.cache/jaxmodels/pna_multitask", seed=1234, connectivity="official",
+        cache_dir="", seed=1234, connectivity="official",
         extrapolation=False, shuffle_batches=False, graphs_per_batch=None))
     config.model = ml_collections.ConfigDict(dict(
         name="pna_multitask", conv="pna", conv_options=conv_options(), hidden=16, fc_layers=3, gru=True,
@@ -71,7 +71,6 @@ def get_config(variant: str = "pna") -> ml_collections.ConfigDict:
     elif variant in ("gcn", "gat", "gin"):
         config.model.conv = variant
     elif variant == "tiny":
-        config.data.cache_dir = "/tmp/jaxmodels_pna_multitask_tiny"
         config.data.graphs_per_batch = {"train": 4, "val": 2, "default": 2}
         config.num_epochs = 3
         config.patience_epochs = 2

@@ -24,7 +24,7 @@ def get_config(variant: str = "edges") -> ml_collections.ConfigDict:
     config.experiment = "pna_zinc"
     config.name = f"pna_zinc_{variant}"
     config.seed = 41
-    config.data = ml_collections.ConfigDict(dict(root="~/data/ZINC", subset=True))
+    config.data = ml_collections.ConfigDict(dict(root="", subset=True))
     config.model = ml_collections.ConfigDict(dict(
         name="pna_regressor", hidden=70, out_dim=60, num_layers=4, num_atom_types=28, num_bond_types=4,
         edge_features=True, edge_dim=50, residual=True, graph_norm=True, batch_norm=True,

@@ -35,8 +35,8 @@ Parameter mapping (diffusers module -> ours; torch conv ``[O, I, kh, kw]`` -> HW
   up_blocks.k.{resnets, attentions}.j             -> up_{L-1-k}_{block, attn}_j
   up_blocks.k.upsamplers.0.conv                   -> up_{L-1-k}_upsample
 
-Loading never unpickles: safetensors files are read with ``safetensors.numpy``, ``.bin``/``.pt``/``.pth``
-files with ``torch.load(weights_only=True)``.
+Loading never unpickles: files are read by ``jaxmodels.convert.state_dict`` (safetensors, or
+``.bin``/``.pt``/``.pth`` with ``torch.load(weights_only=True)``).
 """
 from __future__ import annotations
 
@@ -47,10 +47,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from jaxmodels.convert.state_dict import read_state_dict, to_numpy
 from jaxmodels.diffusion.unet import NORM_EPS, NUM_GROUPS, UNet
 
 SAFETENSORS_NAME = "diffusion_pytorch_model.safetensors"
 BIN_NAME = "diffusion_pytorch_model.bin"
+WEIGHT_NAMES = (SAFETENSORS_NAME, SAFETENSORS_NAME + ".index.json", BIN_NAME, BIN_NAME + ".index.json")
 
 _RESNET_PARTS = {"norm1": "norm1", "conv1": "conv1", "time_emb_proj": "temb_proj", "norm2": "norm2",
                  "conv2": "conv2", "conv_shortcut": "nin_shortcut"}
@@ -121,12 +123,6 @@ def _diffusers_module(path: tuple[str, ...], levels: int) -> str:
 # tensors
 
 
-def _numpy(value) -> np.ndarray:
-    if hasattr(value, "detach"):  # a torch tensor (possibly bfloat16 / on another device)
-        return value.detach().to("cpu").float().numpy()
-    return np.asarray(value, dtype=np.float32)
-
-
 def _to_ours(path: tuple[str, ...], leaf: str, value: np.ndarray) -> tuple[str, np.ndarray]:
     name = path[-1]
     if leaf == "bias":
@@ -179,7 +175,7 @@ def params_from_diffusers(state_dict: Mapping[str, Any]) -> dict[str, Any]:
         if path is None or leaf not in ("weight", "bias"):
             unknown.append(key)
             continue
-        ours_leaf, array = _to_ours(path, leaf, _numpy(value))
+        ours_leaf, array = _to_ours(path, leaf, to_numpy(value, np.float32))
         node = params
         for name in path:
             node = node.setdefault(name, {})
@@ -215,34 +211,12 @@ def params_to_diffusers(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
 # files and configs
 
 
-def _weights_file(path: str) -> str:
-    if not os.path.isdir(path):
-        return path
-    for name in (SAFETENSORS_NAME, BIN_NAME):
-        if os.path.exists(os.path.join(path, name)):
-            return os.path.join(path, name)
-    raise FileNotFoundError(f"{path} holds neither {SAFETENSORS_NAME} nor {BIN_NAME}")
-
-
-def read_state_dict(path: str) -> dict[str, Any]:
-    """The tensors of a diffusers UNet: a ``.safetensors`` file (numpy arrays) or a ``.bin``/``.pt``/``.pth``
-    (``torch.load(weights_only=True)``; never unpickles arbitrary objects); a directory means its
-    ``diffusion_pytorch_model.safetensors`` (else ``.bin``)."""
-    path = _weights_file(os.fspath(path))
-    if path.endswith(".safetensors"):
-        from safetensors.numpy import load_file
-
-        return load_file(path)
-    if path.endswith((".bin", ".pt", ".pth")):
-        import torch
-
-        return torch.load(path, map_location="cpu", weights_only=True)
-    raise ValueError(f"load_diffusers_unet: unknown weights format {path!r} (want .safetensors, .bin, .pt, .pth)")
-
-
-def load_diffusers_unet(path: str) -> dict[str, Any]:
-    """Reads a diffusers UNet's weights (file or model directory, see ``read_state_dict``) as our ``params``."""
-    return params_from_diffusers(read_state_dict(path))
+def load_diffusers_unet(path: str | os.PathLike) -> dict[str, Any]:
+    """A diffusers UNet's weights as our ``params``: a ``.safetensors`` file, a ``.bin``/``.pt``/``.pth``
+    (``torch.load(weights_only=True)``; never unpickles arbitrary objects), or a model directory holding
+    ``diffusion_pytorch_model.safetensors`` (else ``.bin``; sharded indexes are followed), read by
+    ``jaxmodels.convert.state_dict.read_state_dict``."""
+    return params_from_diffusers(read_state_dict(path, WEIGHT_NAMES))
 
 
 def _attention_levels(unet: UNet, sample_size: int) -> list[bool]:

@@ -27,7 +27,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from jaxmodels.convert.state_dict import read_state_dict
+from jaxmodels.convert.state_dict import read_state_dict, to_numpy
 
 CONFIG_NAME = "config.json"
 
@@ -91,12 +91,6 @@ def _model(config):
 # tensors
 
 
-def _numpy(value) -> np.ndarray:
-    if hasattr(value, "detach"):  # a torch tensor (possibly bfloat16)
-        return value.detach().to("cpu").float().numpy()
-    return np.asarray(value, dtype=np.float32)
-
-
 def _check_shape(key: str, value: np.ndarray, shape: tuple[int, ...]) -> None:
     if tuple(value.shape) != tuple(shape):
         raise ValueError(f"params_from_hf_gpt2: {key} has shape {tuple(value.shape)}, the model expects "
@@ -143,10 +137,10 @@ def params_from_hf_gpt2(state_dict: Mapping[str, Any], config) -> dict[str, Any]
                          f"unexpected {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}")
     arrays = {}
     for key, shape in expected.items():
-        arrays[key] = _numpy(state[key])
+        arrays[key] = to_numpy(state[key], np.float32)
         _check_shape(key, arrays[key], shape)
     if lm_head is not None:
-        head = _numpy(lm_head)
+        head = to_numpy(lm_head, np.float32)
         _check_shape("lm_head.weight", head, expected["wte.weight"])
         if not np.array_equal(head, arrays["wte.weight"]):
             raise ValueError("params_from_hf_gpt2: lm_head.weight differs from wte.weight; GPT ties its LM head "

@@ -8,10 +8,11 @@ The FID weights are pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` (Tens
     from jaxmodels.vision.inception import inception_extractor
     extractor = inception_extractor(load_torch_inception("pt_inception-2015-12-05-6726825d.pth"))
 
-Reading: ``torch.load(path, map_location="cpu", weights_only=True)`` (never an unrestricted
-pickle), or a ``.safetensors`` file (read by the ``safetensors`` package when installed, else
-by the small reader here; no torch needed). torchvision's own ``inception_v3`` state dicts have
-the same names plus ``AuxLogits.*``, which are skipped (the auxiliary head is unused at inference).
+Reading: ``jaxmodels.convert.state_dict.read_state_dict``, i.e. ``torch.load(path, map_location="cpu",
+weights_only=True)`` (never an unrestricted pickle), or a ``.safetensors`` file (read by the
+``safetensors`` package when installed, else by that module's own reader; no torch needed).
+torchvision's own ``inception_v3`` state dicts have the same names plus ``AuxLogits.*``, which are
+skipped (the auxiliary head is unused at inference).
 
 Mapping, for every ``BasicConv2d`` ``<m>`` (e.g. ``Mixed_6b.branch7x7_2``):
   <m>.conv.weight  [O, I, kh, kw]  -> params[<m>/conv/kernel]   [kh, kw, I, O]
@@ -23,7 +24,6 @@ Mapping, for every ``BasicConv2d`` ``<m>`` (e.g. ``Mixed_6b.branch7x7_2``):
 from __future__ import annotations
 
 import functools
-import json
 import os
 from typing import Any, Mapping
 
@@ -31,6 +31,7 @@ import jax
 import numpy as np
 from flax import traverse_util
 
+from jaxmodels.convert.state_dict import read_state_dict, to_numpy
 from jaxmodels.vision.inception import InceptionV3
 
 # Keys of torch state dicts that carry nothing the inference model needs.
@@ -49,15 +50,6 @@ _LEAF_TO_TORCH = {
 
 class InceptionConversionError(ValueError):
     """The state dict does not fit ``InceptionV3``: missing/unexpected keys or shape mismatches."""
-
-
-def _to_numpy(value) -> np.ndarray:
-    if hasattr(value, "detach"):  # a torch.Tensor; torch itself is not imported here
-        value = value.detach().cpu()
-        if str(value.dtype) in ("torch.bfloat16", "torch.float16"):
-            value = value.float()
-        value = value.numpy()
-    return np.asarray(value)
 
 
 def _strip_prefix(state_dict: Mapping[str, Any]) -> dict[str, Any]:
@@ -113,7 +105,7 @@ def params_from_torch(state_dict: Mapping[str, Any], num_classes: int | None | s
     """
     state = _strip_prefix(state_dict)
     if num_classes == "infer":
-        num_classes = int(_to_numpy(state["fc.weight"]).shape[0]) if "fc.weight" in state else None
+        num_classes = int(to_numpy(state["fc.weight"]).shape[0]) if "fc.weight" in state else None
     shapes = expected_shapes(num_classes)
 
     wanted = {torch_key(path): path for path in shapes}
@@ -125,7 +117,7 @@ def params_from_torch(state_dict: Mapping[str, Any], num_classes: int | None | s
     for key, path in wanted.items():
         if key not in state:
             continue
-        array = _to_numpy(state[key])
+        array = to_numpy(state[key])
         expected = _torch_shape(path[-1], shapes[path])
         if tuple(array.shape) != expected:
             mismatched.append(f"{key}: expected shape {expected}, got {tuple(array.shape)}")
@@ -153,71 +145,15 @@ def params_from_torch(state_dict: Mapping[str, Any], num_classes: int | None | s
 # Files
 # ----------------------------------------------------------------------------------------------
 
-_SAFETENSORS_DTYPES = {
-    "F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
-    "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
-}
-
-
-def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """A ``.safetensors`` file as {name: NumPy array}, by the format's spec (no code execution).
-
-    Layout: 8-byte little-endian header length N, N bytes of JSON {name: {dtype, shape,
-    data_offsets: [begin, end]}, "__metadata__": {...}}, then the little-endian tensor bytes.
-    """
-    try:  # the reference reader, when installed
-        from safetensors.numpy import load_file
-    except ImportError:
-        load_file = None
-    if load_file is not None:
-        return dict(load_file(os.fspath(path)))
-    with open(path, "rb") as f:
-        data = f.read()
-    if len(data) < 8:
-        raise ValueError(f"{path} is too short to be a safetensors file.")
-    header_len = int.from_bytes(data[:8], "little")
-    if header_len > len(data) - 8:
-        raise ValueError(f"{path}: safetensors header length {header_len} exceeds the file.")
-    header = json.loads(data[8:8 + header_len].decode("utf-8"))
-    body = memoryview(data)[8 + header_len:]
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        dtype = info["dtype"]
-        if dtype == "BF16":
-            import ml_dtypes  # a JAX dependency
-            np_dtype = np.dtype(ml_dtypes.bfloat16)
-        elif dtype in _SAFETENSORS_DTYPES:
-            np_dtype = np.dtype(_SAFETENSORS_DTYPES[dtype]).newbyteorder("<")
-        else:
-            raise ValueError(f"{path}: unsupported safetensors dtype {dtype} for {name}.")
-        begin, end = info["data_offsets"]
-        array = np.frombuffer(body[begin:end], dtype=np_dtype).reshape(info["shape"])
-        out[name] = array.astype(np.float32) if dtype in ("BF16", "F16") else array.copy()
-    return out
-
-
 def read_torch_state_dict(path: str | os.PathLike) -> Mapping[str, Any]:
-    """A state dict from ``.safetensors`` or a torch checkpoint (``weights_only=True``)."""
+    """A state dict from ``.safetensors`` or a torch checkpoint, through ``jaxmodels.convert.state_dict``
+    (``torch.load(weights_only=True)``, or the safetensors reader that needs no torch)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(
             f"{path} does not exist. Download pytorch-fid's pt_inception-2015-12-05-6726825d.pth "
             "(github.com/mseitzer/pytorch-fid releases, tag fid_weights) and pass its path.")
-    if path.endswith(".safetensors"):
-        return read_safetensors(path)
-    try:
-        import torch
-    except ImportError as err:
-        raise ImportError(f"Reading {path} needs PyTorch (torch.load); convert it to .safetensors "
-                          "to load it without torch.") from err
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
-        state = state["state_dict"]
-    if not isinstance(state, Mapping):
-        raise InceptionConversionError(f"{path} holds a {type(state).__name__}, not a state dict.")
-    return state
+    return read_state_dict(path)
 
 
 def load_torch_inception(path: str | os.PathLike, num_classes: int | None | str = "infer") -> dict:

@@ -36,12 +36,12 @@ import dataclasses
 import json
 import functools
 import importlib.util
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
+
+from jaxmodels.training.files import atomic_write
 
 __all__ = [
     "WriteResult",
@@ -252,20 +252,10 @@ def _documents(paras: Iterable[Paragraph], max_documents: int | None = None) -> 
 # Writing helpers
 # ---------------------------------------------------------------------------------------------
 
-def _atomic_write(path: Path, lines: Iterable[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            for line in lines:
-                f.write(line)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+def _write_lines(path: Path, lines: Iterable[str]) -> None:
+    """Writes ``lines`` (each with its own line end) to ``path`` as UTF-8, atomically."""
+    with atomic_write(path, newline="\n") as f:
+        f.writelines(lines)
 
 
 def _split_counts(n: int, splits: Sequence[float]) -> list[int]:
@@ -316,8 +306,8 @@ def write_pretraining_corpus(out_dir, max_documents: int | None = None) -> Write
                 n_sent += 1
                 n_chars += len(text)
     paths = {"corpus": out_dir / "corpus.txt", "segmentation_gold": out_dir / "segmentation_gold.txt"}
-    _atomic_write(paths["corpus"], text_lines)
-    _atomic_write(paths["segmentation_gold"], seg_lines)
+    _write_lines(paths["corpus"], text_lines)
+    _write_lines(paths["segmentation_gold"], seg_lines)
     return WriteResult(paths, {"documents": len(docs), "sentences": n_sent, "chars": n_chars})
 
 
@@ -349,7 +339,7 @@ def write_people_daily_ner(out_dir, splits=(0.8, 0.1, 0.1), seed: int = 0,
             lines.append("".join(f"{c} {t}\n" for c, t in zip(s.text, s.char_tags) if not c.isspace()))
             lines.append("\n")
         paths[name] = out_dir / f"{name}.txt"
-        _atomic_write(paths[name], lines)
+        _write_lines(paths[name], lines)
         counts[name] = len(sents)
         stats[name] = ent
     return WriteResult(paths, counts, stats)
@@ -383,7 +373,7 @@ def write_sentiment_tsv(out_dir, splits=(0.8, 0.1, 0.1), seed: int = 0,
     paths, counts, stats = {}, {}, {}
     for name, rows in parts.items():
         paths[name] = out_dir / f"{name}.tsv"
-        _atomic_write(paths[name], ["label\ttext_a\n"] + [f"{lab}\t{t}\n" for lab, t in rows])
+        _write_lines(paths[name], ["label\ttext_a\n"] + [f"{lab}\t{t}\n" for lab, t in rows])
         counts[name] = len(rows)
         stats[name] = {"positive": sum(lab == "1" for lab, _ in rows)}
     return WriteResult(paths, counts, stats)
@@ -440,7 +430,7 @@ def write_synthetic_pairs(out_dir, n: int = 10000, seed: int = 0, splits=(0.8, 0
         part = rows[start:start + c]
         start += c
         paths[name] = out_dir / f"{name}.tsv"
-        _atomic_write(paths[name], [f"{a}\t{b}\t{lab}\n" for a, b, lab in part])
+        _write_lines(paths[name], [f"{a}\t{b}\t{lab}\n" for a, b, lab in part])
         counts[name] = len(part)
         stats[name] = {"positive": sum(lab for _, _, lab in part)}
     return WriteResult(paths, counts, stats)
@@ -482,6 +472,6 @@ def write_cloze_squad(out_dir, splits=(0.8, 0.1, 0.1), seed: int = 0, max_lines:
     for name, paras in parts.items():
         paths[name] = out_dir / f"{name}.json"
         document = {"version": "people-daily-cloze-1", "data": [{"id": name, "title": "", "paragraphs": paras}]}
-        _atomic_write(paths[name], [json.dumps(document, ensure_ascii=False)])
+        _write_lines(paths[name], [json.dumps(document, ensure_ascii=False)])
         counts[name] = sum(len(p["qas"]) for p in paras)
     return WriteResult(paths, counts)

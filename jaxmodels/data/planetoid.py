@@ -7,9 +7,10 @@ The files are the ones PyG's ``Planetoid`` and Kipf & Welling's ``gcn`` reposito
     ind.<name>.graph             dict (a defaultdict) node -> list of neighbours
     ind.<name>.test.index        the node ids of the ``tx`` rows, one per line
 
-The binary files are Python 2 pickles. They are read with ``RestrictedUnpickler``, which resolves only
-the numpy / scipy.sparse / collections / builtins names these files need; any other global (a
-crafted ``os.system``, say) raises ``UnsafePickleError`` naming the file and the class. Every
+The binary files are Python 2 pickles. They are read with ``jaxmodels.training.serialization``'s
+``RestrictedUnpickler``, which resolves only the numpy / scipy.sparse / collections / builtins names
+these files need (``ALLOWED_GLOBALS``); any other global (a crafted ``os.system``, say) raises
+``UnsafePickleError`` (a ``ValueError``, re-exported here) naming the file and the class. Every
 malformed input raises ``FileNotFoundError`` or ``ValueError`` naming the file.
 
 Node order and split follow Kipf's ``load_data`` and PyG's ``read_planetoid_data``: node ids
@@ -21,24 +22,20 @@ len(y) ids), val = the next 500 ids, test = the sorted test index.
 """
 from __future__ import annotations
 
-import codecs
 import collections
 import copyreg
 import dataclasses
 import io
 import os
-import pickle
 
 import numpy as np
 import scipy.sparse as sp
 
+from jaxmodels.training.serialization import UnsafePickleError, restricted_load
+
 NAMES = ("cora", "citeseer", "pubmed")
 PICKLED = ("x", "y", "tx", "ty", "allx", "ally", "graph")
 NUM_VAL = 500
-
-
-class UnsafePickleError(ValueError):
-    """A pickle asked for a global outside the reader's allowlist."""
 
 
 _RECONSTRUCT = np.ndarray(0).__reduce__()[0]  # numpy's multiarray._reconstruct, whatever its module
@@ -58,7 +55,6 @@ ALLOWED_GLOBALS = {
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("copyreg", "_reconstructor"): copyreg._reconstructor,
     ("copy_reg", "_reconstructor"): copyreg._reconstructor,
-    ("_codecs", "encode"): codecs.encode,  # how Python 3 writes bytes (numpy buffers) at protocol 2
 }
 for _module in ("scipy.sparse.csr", "scipy.sparse._csr"):
     ALLOWED_GLOBALS[(_module, "csr_matrix")] = sp.csr_matrix
@@ -72,33 +68,19 @@ for _module in ("builtins", "__builtin__"):  # Python 2 names reach find_class u
                             (_module, "object"): object})
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """``pickle.Unpickler`` that resolves only ``ALLOWED_GLOBALS``; ``path`` is named in errors."""
-
-    def __init__(self, file, *, path: str, **kwargs):
-        super().__init__(file, **kwargs)
-        self.path = path
-
-    def find_class(self, module: str, name: str):
-        try:
-            return ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise UnsafePickleError(f"{self.path}: refused to unpickle global {module}.{name} "
-                                    "(not an allowed numpy/scipy.sparse/collections class)") from None
-
-
 def load_pickle(path: str):
-    """Reads one Planetoid pickle (Python 2, latin1 strings) through ``RestrictedUnpickler``."""
+    """Reads one Planetoid pickle (Python 2, latin1 strings) resolving only ``ALLOWED_GLOBALS``.
+
+    Raises ``UnsafePickleError`` (a ``ValueError``) for any other global, ``ValueError`` naming the file
+    for truncated or corrupt data.
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
     with open(path, "rb") as f:
         data = f.read()
-    try:
-        return RestrictedUnpickler(io.BytesIO(data), path=path, encoding="latin1").load()
-    except UnsafePickleError:
-        raise
-    except Exception as error:  # truncated or corrupt: EOFError, UnpicklingError, struct errors, ...
-        raise ValueError(f"{path}: not a readable pickle ({type(error).__name__}: {error})") from None
+    return restricted_load(
+        io.BytesIO(data), allowed=ALLOWED_GLOBALS, path=path, what="a Planetoid pickle", encoding="latin1",
+        on_error=lambda error: ValueError(f"{path}: not a readable pickle ({type(error).__name__}: {error})"))
 
 
 def read_test_index(path: str) -> np.ndarray:

@@ -26,12 +26,13 @@ keys), and ``classifier_score`` is the Inception Score formula exp(E_x KL(p(y|x)
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from typing import Iterable, Protocol, Union
 
 import numpy as np
 from scipy import linalg
+
+from jaxmodels.training.files import atomic_save_npz
 
 
 # ----------------------------------------------------------------------------------------------
@@ -153,21 +154,8 @@ class FeatureStatistics:
         """
         if not self.count:
             raise ValueError("Refusing to save empty FeatureStatistics.")
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
         sigma = self.cov if self.count >= 2 else np.full_like(self._m2, np.nan)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=os.path.basename(path) + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, mu=self._mean, sigma=sigma, count=np.int64(self.count), m2=self._m2)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        atomic_save_npz(path, {"mu": self._mean, "sigma": sigma, "count": np.int64(self.count), "m2": self._m2})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FeatureStatistics":

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 from typing import Any
 
 import jax
@@ -26,6 +25,7 @@ import numpy as np
 from jaxmodels.diffusion import dpm_solver, samplers
 from jaxmodels.data.generative import to_uint8
 from jaxmodels.diffusion.gaussian import GaussianDiffusion, diffusion_from_config
+from jaxmodels.training.files import atomic_write
 
 SAMPLERS = ("ddpm", "ddim", "dpm_solver")
 
@@ -147,11 +147,8 @@ def save_grid(images, path: str, nrow: int | None = None, scale: int | None = No
     images = np.asarray(images)
     scale = scale or max(1, 64 // images.shape[1])
     canvas = grid(images, nrow=nrow, scale=scale)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=directory, suffix=".png", delete=False) as tmp:
-        Image.fromarray(canvas[..., 0] if canvas.shape[-1] == 1 else canvas).save(tmp, format="PNG")
-    os.replace(tmp.name, path)
+    with atomic_write(path, "wb") as f:
+        Image.fromarray(canvas[..., 0] if canvas.shape[-1] == 1 else canvas).save(f, format="PNG")
     return path
 
 

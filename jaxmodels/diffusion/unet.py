@@ -53,17 +53,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jaxmodels.layers import CONV_AXES, DENSE_AXES, VECTOR_AXES, dot_product_attention, dtype_from_name
+
 Array = jax.Array
 Dtype = Any
 
 NUM_GROUPS = 32  # GroupNorm groups, tf.contrib.layers.group_norm's default in the official code
 NORM_EPS = 1e-6  # its epsilon
-
-# Logical axis names (see jaxmodels/training/partitioning.py): "embed" (an output width) is sharded over
-# fsdp; every other name here is replicated.
-CONV_AXES = ("conv_height", "conv_width", "conv_in", "embed")
-DENSE_AXES = ("conv_in", "embed")
-VECTOR_AXES = ("channels",)
 
 
 def default_init(scale: float = 1.0) -> nn.initializers.Initializer:
@@ -253,7 +249,10 @@ class AttnBlock(nn.Module):
     """The official ``attn_block``: ``x + proj_out(softmax(q k^T / sqrt(d)) v)`` over the H*W positions.
 
     With ``num_heads > 1`` the channels split into heads of width d = C / heads (improved-diffusion).
-    The q/k/v kernels (separate parameters, as the official ``q``/``k``/``v`` nins) run as one matmul.
+    The q/k/v kernels (separate ``[C, C]`` parameters, as the official ``q``/``k``/``v`` nins) run as one
+    matmul; the attention itself is ``jaxmodels.layers.dot_product_attention``, the one the transformer
+    families use (their ``MultiHeadAttention`` stores ``[C, heads, d]`` kernels under other names, which
+    the official checkpoints' layout rules out here).
     """
 
     num_heads: int = 1
@@ -268,17 +267,9 @@ class AttnBlock(nn.Module):
         kernels, biases = zip(*(DenseParams(channels, name=name)(channels) for name in ("q", "k", "v")))
         kernel = jnp.concatenate(kernels, axis=1).astype(self.dtype)  # [C, 3C]
         qkv = jnp.dot(h, kernel) + jnp.concatenate(biases).astype(self.dtype)  # [B, T, 3C]
-        q, k, v = (qkv[..., i * channels:(i + 1) * channels] for i in range(3))
-        q = q * jnp.asarray(head_dim ** -0.5, self.dtype)
-        if heads == 1:
-            logits = jnp.einsum("bqc,bkc->bqk", q, k, preferred_element_type=jnp.float32)
-            weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
-            out = jnp.einsum("bqk,bkc->bqc", weights, v)
-        else:
-            q, k, v = (a.reshape(batch, tokens, heads, head_dim) for a in (q, k, v))
-            logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
-            weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
-            out = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(batch, tokens, channels)
+        q, k, v = (qkv[..., i * channels:(i + 1) * channels].reshape(batch, tokens, heads, head_dim)
+                   for i in range(3))  # [B, T, heads, d]
+        out = dot_product_attention(q, k, v).reshape(batch, tokens, channels)  # [B, T, C]
         out = Dense(channels, init_scale=0.0, dtype=self.dtype, name="proj_out")(out)
         return x.astype(self.dtype) + out.reshape(batch, height, width, channels)
 
@@ -426,7 +417,6 @@ class UNet(nn.Module):
         return batch, height, width, channels
 
 
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 _FIELDS = ("ch", "ch_mult", "num_res_blocks", "attn_resolutions", "dropout", "out_channels", "learn_sigma",
            "num_classes", "num_heads", "use_scale_shift_norm", "dtype")
 _CONFIG_KEYS = frozenset(("name",) + _FIELDS)
@@ -448,10 +438,7 @@ def unet_from_config(model_cfg: ml_collections.ConfigDict | Mapping[str, Any]) -
     for key in ("ch_mult", "attn_resolutions"):
         if key in kwargs:
             kwargs[key] = tuple(int(v) for v in kwargs[key])
-    dtype = kwargs.get("dtype", "float32")
-    if dtype not in _DTYPES:
-        raise ValueError(f"unet_from_config: dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-    kwargs["dtype"] = _DTYPES[dtype]
+    kwargs["dtype"] = dtype_from_name(kwargs.get("dtype", "float32"), "unet_from_config: model.dtype")
     return UNet(**kwargs)
 
 

@@ -63,6 +63,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jaxmodels.layers import CONV_AXES, DENSE_AXES, VECTOR_AXES
+
 Array = jax.Array
 
 LRELU_SLOPE = 0.2  # networks.py leaky_relu(alpha=0.2)
@@ -70,11 +72,9 @@ PIXEL_NORM_EPS = 1e-8  # pixelnorm_epsilon
 MBSTD_EPS = 1e-8  # minibatch_stddev_layer: sqrt(var + 1e-8)
 HE_GAIN = math.sqrt(2.0)
 
-CONV_AXES = ("conv_height", "conv_width", "conv_in", "embed")
-DENSE_AXES = ("conv_in", "embed")
+# The image / score outputs are narrow (3 channels, 1 score): their kernels are replicated whole.
 CONV_OUT_AXES = ("conv_height", "conv_width", "conv_in", "conv_out")
 DENSE_OUT_AXES = ("conv_in", "conv_out")
-VECTOR_AXES = ("channels",)
 
 
 # ----------------------------------------------------------------------------- building blocks

@@ -32,17 +32,16 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jaxmodels.layers import conv, dtype_from_name
+
 Array = jax.Array
 
-CONV_AXES = ("conv_height", "conv_width", "conv_in", "embed")
-BIAS_AXES = ("embed",)
 DEFAULT_WIDTHS = (16, 32, 64, 128)
 
 
 def _conv(features: int, kernel: int, name: str, dtype) -> nn.Conv:
-    return nn.Conv(features, (kernel, kernel), padding="SAME", dtype=dtype, name=name,
-                   kernel_init=nn.with_logical_partitioning(nn.initializers.he_normal(), CONV_AXES),
-                   bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), BIAS_AXES))
+    """A 'SAME' conv with He-normal kernel (fan-in, for the ReLU that follows) and zero bias."""
+    return conv(features, kernel, kernel_init=nn.initializers.he_normal(), dtype=dtype, name=name)
 
 
 class ConvBlock(nn.Module):
@@ -120,4 +119,4 @@ def segmenter_from_config(model_cfg: ml_collections.ConfigDict | Mapping[str, An
     if not cfg.get("num_classes"):
         raise ValueError("segmenter_from_config: config.model.num_classes must be set (len(scenes.CLASSES) for scenes)")
     return Segmenter(num_classes=int(cfg["num_classes"]), widths=tuple(cfg.get("widths", DEFAULT_WIDTHS)),
-                     dtype=jnp.dtype(cfg.get("dtype", "float32")))
+                     dtype=dtype_from_name(cfg.get("dtype") or "float32", "segmenter_from_config: model.dtype"))

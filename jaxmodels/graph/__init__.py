@@ -2,8 +2,8 @@
 
 Submodules: ``batching`` (static padding budgets), ``ops`` (segment aggregators, scalers),
 ``layers`` (GCN, GIN, GAT, GRU update, MLP, readouts, Set2Set), ``pna`` (PNA layer), ``models``
-(the PNA multitask network and the ZINC regressor), ``multitask`` (the benchmark experiment),
-``optimization`` (linearised GNNs: the skip-connection / depth study).
+(the PNA multitask network and the ZINC regressor). The papers' experiments live in
+``jaxmodels.projects.pna`` and ``jaxmodels.projects.gnn_optimization``.
 """
 from jaxmodels.graph.batching import (PaddingBudget, FixedBatches, batch_graphs, budget_for_batches,
                                       estimate_budget, graph_from_dense, make_batch, pad_graphs)

@@ -6,19 +6,26 @@ graphs concatenated (senders/receivers offset) and padded with jraph's conventio
 holding all padding nodes and edges (padding edges point at the first padding node), then empty
 graphs. ``ops.node_mask``/``edge_mask``/``graph_mask`` recover the real parts under jit.
 
-For data parallelism a batch is split into ``num_shards`` sub-batches padded to the same budget and
-stacked on a new leading axis; the train step ``vmap``s the model over it, and the loop shards that
-axis over the mesh's batch axes, so each device runs message passing on its own graphs.
+Data parallelism: a global batch is split into ``num_shards`` sub-batches (one per device on the
+mesh's batch axes, ``training.mesh.num_batch_devices``), each padded to the same budget, stacked on a
+leading shard axis. Each process builds only its own shards (``training.iterators``), the loop turns
+them into one global array sharded over the batch axes, and the step ``vmap``s the model over that
+axis (``SHARD_AXIS``, the name batch norm syncs over): XLA partitions the vmap, so each device runs
+message passing on its own graphs, and the result equals one process holding every shard.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
 
 import jax
 import jraph
 import numpy as np
+
+from jaxmodels.training.iterators import ProcessSlicedBatches, process_shards, resolve_process, split_evenly
+
+SHARD_AXIS = "shards"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +71,7 @@ def budget_for_batches(batches: Iterable[Sequence[jraph.GraphsTuple]], num_shard
     """The smallest budget (rounded) that fits every shard of every one of these fixed batches."""
     max_nodes = max_edges = max_graphs = 0
     for batch in batches:
-        for shard in split_into_shards(list(batch), num_shards):
+        for shard in split_evenly(list(batch), num_shards):
             max_nodes = max(max_nodes, sum(int(np.sum(g.n_node)) for g in shard))
             max_edges = max(max_edges, sum(int(np.sum(g.n_edge)) for g in shard))
             max_graphs = max(max_graphs, len(shard))
@@ -133,110 +140,96 @@ def pad_graphs(graph: jraph.GraphsTuple, budget: PaddingBudget) -> jraph.GraphsT
     )
 
 
-def split_into_shards(graphs: Sequence, num_shards: int) -> list[list]:
-    """Contiguous, near-equal parts (the first parts one longer when it does not divide)."""
-    if num_shards < 1:
-        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
-    bounds = np.ceil(np.arange(num_shards + 1) * len(graphs) / num_shards).astype(int)
-    return [list(graphs[bounds[i]:bounds[i + 1]]) for i in range(num_shards)]
-
-
-def stack_shards(shards: Sequence[jraph.GraphsTuple]) -> jraph.GraphsTuple:
-    """Stacks equally padded graphs on a new leading (shard) axis."""
-    return jax.tree.map(lambda *leaves: np.stack(leaves), *shards)
-
-
-def make_batch(graphs: Sequence[jraph.GraphsTuple], budget: PaddingBudget, num_shards: int = 1) -> jraph.GraphsTuple:
-    """``graphs`` -> one padded batch with a leading shard axis of size ``num_shards``."""
-    return stack_shards([pad_graphs(batch_graphs(part), budget) if part else _empty_like(graphs[0], budget)
-                         for part in split_into_shards(graphs, num_shards)])
-
-
 def _empty_like(example: jraph.GraphsTuple, budget: PaddingBudget) -> jraph.GraphsTuple:
     empty = jax.tree.map(lambda x: np.asarray(x)[:0], example)
     empty = empty._replace(n_node=np.zeros(0, np.int32), n_edge=np.zeros(0, np.int32))
     return pad_graphs(empty, budget)
 
 
-def unpad_predictions(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Drops padding rows (``mask`` from ops.node_mask/graph_mask), flattening any shard axis."""
-    values, mask = np.asarray(values), np.asarray(mask, bool)
-    return values.reshape((-1,) + values.shape[mask.ndim:])[mask.reshape(-1)]
+def pad_and_stack(shards: Sequence[Sequence[jraph.GraphsTuple]], budget: PaddingBudget,
+                  example: jraph.GraphsTuple) -> jraph.GraphsTuple:
+    """Each shard's graphs batched and padded to ``budget`` (an empty shard is all padding, shaped as
+    ``example``), stacked on a new leading shard axis: every leaf [shards, ...]."""
+    return jax.tree.map(lambda *leaves: np.stack(leaves),
+                        *[pad_graphs(batch_graphs(shard), budget) if len(shard) else _empty_like(example, budget)
+                          for shard in shards])
 
 
-class FixedBatches:
-    """Cycles over fixed, pre-padded batches (in order, or reshuffled each epoch), checkpointably.
+def make_batch(graphs: Sequence[jraph.GraphsTuple], budget: PaddingBudget, num_shards: int = 1) -> jraph.GraphsTuple:
+    """``graphs`` -> one padded batch with a leading shard axis of size ``num_shards`` (all the shards)."""
+    return pad_and_stack(split_evenly(list(graphs), num_shards), budget, graphs[0])
 
-    ``get_state``/``set_state`` give the loop the position (epoch, index) to save and restore.
+
+def local_batches(batches: Sequence[Sequence[jraph.GraphsTuple]], budget: PaddingBudget, num_shards: int = 1, *,
+                  process_index: int | None = None, process_count: int | None = None) -> list[jraph.GraphsTuple]:
+    """This process's shards of each of these global batches (lists of graphs), padded and stacked.
+
+    Every process gets as many batches, each with ``num_shards / process_count`` shards; on one process
+    a batch is ``make_batch(batch, budget, num_shards)``.
+    """
+    index, count = resolve_process(process_index, process_count)
+    return [pad_and_stack(process_shards(list(batch), num_shards, index, count), budget, batch[0]) for batch in batches]
+
+
+def eval_batches(graphs: Sequence[jraph.GraphsTuple], batch_size: int, budget: PaddingBudget, num_shards: int = 1,
+                 **process) -> list[jraph.GraphsTuple]:
+    """All graphs in order, in global batches of ``batch_size`` (the last one partly empty; padding is
+    masked), of which this process holds its shards (:func:`local_batches`)."""
+    chunks = [graphs[i:i + batch_size] for i in range(0, len(graphs), batch_size)]
+    return local_batches(chunks, budget, num_shards, **process)
+
+
+class _PaddedGraphBatches(ProcessSlicedBatches):
+    """A :class:`ProcessSlicedBatches` over graphs whose batches are this process's padded, stacked shards."""
+
+    def __init__(self, graphs: Sequence[jraph.GraphsTuple], budget: PaddingBudget, examples, batch_size: int,
+                 **options):
+        super().__init__(examples, batch_size, **options)
+        self._graphs, self._budget = list(graphs), budget
+
+    def read(self, shards: list[np.ndarray]) -> jraph.GraphsTuple:
+        """[local shards, ...] leaves: each shard's graphs padded to the budget."""
+        return pad_and_stack([[self._graphs[i] for i in shard] for shard in shards], self._budget, self._graphs[0])
+
+
+class FixedBatches(_PaddedGraphBatches):
+    """Cycles over fixed batches of graphs (in order, or reshuffled each epoch by ``(seed, epoch)``).
+
+    Each step is one fixed batch split into ``num_shards`` shards over the processes (the global shard
+    count: the mesh's batch devices); this process pads and keeps only its shards, once per fixed batch.
+    Checkpointable: ``get_state``/``set_state`` = ``{"epoch", "position"}``, position = fixed batches
+    of the epoch consumed (``{"epoch", "index"}`` from older checkpoints means the same).
     """
 
-    def __init__(self, batches: Sequence[jraph.GraphsTuple], *, shuffle: bool = False, seed: int = 0):
+    def __init__(self, batches: Sequence[Sequence[jraph.GraphsTuple]], budget: PaddingBudget, *, num_shards: int = 1,
+                 shuffle: bool = False, seed: int = 0, process_index: int | None = None,
+                 process_count: int | None = None):
         if not batches:
             raise ValueError("FixedBatches: no batches")
-        self._batches = list(batches)
-        self._shuffle, self._seed = shuffle, seed
-        self._epoch, self._index = 0, 0
+        offsets = np.cumsum([0] + [len(batch) for batch in batches])
+        super().__init__([g for batch in batches for g in batch], budget,
+                         [np.arange(offsets[i], offsets[i + 1]) for i in range(len(batches))], 1,
+                         shuffle=shuffle, seed=seed, num_shards=num_shards, process_index=process_index,
+                         process_count=process_count)
+        self._padded: dict[tuple, jraph.GraphsTuple] = {}
 
-    def _order(self) -> np.ndarray:
-        if not self._shuffle:
-            return np.arange(len(self._batches))
-        return np.random.default_rng([self._seed, self._epoch]).permutation(len(self._batches))
-
-    def __iter__(self) -> Iterator[jraph.GraphsTuple]:
-        return self
-
-    def __next__(self) -> jraph.GraphsTuple:
-        batch = self._batches[self._order()[self._index]]
-        self._index += 1
-        if self._index == len(self._batches):
-            self._epoch, self._index = self._epoch + 1, 0
-        return batch
-
-    def get_state(self) -> dict:
-        return {"epoch": self._epoch, "index": self._index}
-
-    def set_state(self, state: dict) -> None:
-        self._epoch, self._index = int(state["epoch"]), int(state["index"])
+    def read(self, shards: list[np.ndarray]) -> jraph.GraphsTuple:
+        key = tuple(tuple(shard.tolist()) for shard in shards)
+        if key not in self._padded:
+            self._padded[key] = super().read(shards)
+        return self._padded[key]
 
 
-class GraphBatchIterator:
-    """Endless padded batches of ``batch_size`` graphs from a dataset, reshuffled every epoch
-    (seeded by ``(seed, epoch)``), dropping the last partial batch; checkpointable like grain's
-    iterators (``get_state``/``set_state`` = epoch and position)."""
+class GraphBatchIterator(_PaddedGraphBatches):
+    """Endless global batches of ``batch_size`` graphs, reshuffled every epoch (seeded by ``(seed,
+    epoch)``), the last partial batch dropped; each split into ``num_shards`` shards over the processes,
+    of which this process pads only its own. Checkpointable (``{"epoch", "position"}``, position =
+    graphs of the epoch consumed; ``{"epoch", "index"}`` from older checkpoints = batches consumed)."""
 
     def __init__(self, graphs: Sequence[jraph.GraphsTuple], batch_size: int, budget: PaddingBudget, *,
-                 num_shards: int = 1, shuffle: bool = True, seed: int = 0):
+                 num_shards: int = 1, shuffle: bool = True, seed: int = 0, process_index: int | None = None,
+                 process_count: int | None = None):
         if len(graphs) < batch_size:
             raise ValueError(f"GraphBatchIterator: {len(graphs)} graphs cannot fill one batch of {batch_size}")
-        self._graphs, self._batch_size, self._budget = list(graphs), batch_size, budget
-        self._num_shards, self._shuffle, self._seed = num_shards, shuffle, seed
-        self._epoch, self._index = 0, 0
-        self.batches_per_epoch = len(self._graphs) // batch_size
-
-    def _order(self) -> np.ndarray:
-        if not self._shuffle:
-            return np.arange(len(self._graphs))
-        return np.random.default_rng([self._seed, self._epoch]).permutation(len(self._graphs))
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> jraph.GraphsTuple:
-        order = self._order()
-        chosen = order[self._index * self._batch_size:(self._index + 1) * self._batch_size]
-        self._index += 1
-        if self._index == self.batches_per_epoch:
-            self._epoch, self._index = self._epoch + 1, 0
-        return make_batch([self._graphs[i] for i in chosen], self._budget, self._num_shards)
-
-    def get_state(self) -> dict:
-        return {"epoch": self._epoch, "index": self._index}
-
-    def set_state(self, state: dict) -> None:
-        self._epoch, self._index = int(state["epoch"]), int(state["index"])
-
-
-def eval_batches(graphs: Sequence[jraph.GraphsTuple], batch_size: int, budget: PaddingBudget,
-                 num_shards: int = 1) -> list[jraph.GraphsTuple]:
-    """All graphs in order, in padded batches (the last one partly empty; padding is masked)."""
-    return [make_batch(graphs[i:i + batch_size], budget, num_shards) for i in range(0, len(graphs), batch_size)]
+        super().__init__(graphs, budget, len(graphs), batch_size, shuffle=shuffle, seed=seed, drop_remainder=True,
+                         num_shards=num_shards, process_index=process_index, process_count=process_count)

@@ -90,11 +90,21 @@ def activation(name: str | None) -> Callable | None:
     return ACTIVATIONS[name]
 
 
+def _bn_scale_init():
+    return nn.with_logical_partitioning(nn.initializers.ones_init(), ("mlp",))
+
+
+def _bn_bias_init():
+    return nn.with_logical_partitioning(nn.initializers.zeros_init(), ("mlp",))
+
+
 class MaskedBatchNorm(nn.Module):
     """BatchNorm over the real rows only (padding nodes/graphs excluded from the statistics).
 
-    PyTorch's BatchNorm1d defaults: momentum 0.1 (flax 0.9), eps 1e-5. ``axis_name`` syncs the
-    statistics across a ``vmap``ped shard axis (data parallelism over padded sub-batches).
+    PyTorch's BatchNorm1d defaults: momentum 0.1 (flax 0.9), eps 1e-5. ``axis_name`` names a
+    ``vmap``ped shard axis (data parallelism over padded sub-batches); training statistics are then
+    those of the real rows of every shard together, as if the shards were one batch
+    (:class:`_ShardedBatchNormStats`), whatever the rows per shard (even none).
     """
 
     momentum: float = 0.9
@@ -103,11 +113,40 @@ class MaskedBatchNorm(nn.Module):
 
     @nn.compact
     def __call__(self, x, mask, train: bool):
+        if train and self.axis_name is not None and not self.is_initializing():
+            return _ShardedBatchNormStats(self.momentum, self.epsilon, self.axis_name, name="BatchNorm_0")(x, mask)
         return nn.BatchNorm(use_running_average=not train, momentum=self.momentum, epsilon=self.epsilon,
-                            axis_name=self.axis_name if train else None,
-                            scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), ("mlp",)),
-                            bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ("mlp",)))(
+                            scale_init=_bn_scale_init(), bias_init=_bn_bias_init())(
             x, mask=mask[:, None] if mask is not None else None)
+
+
+class _ShardedBatchNormStats(nn.Module):
+    """Training-mode ``nn.BatchNorm`` (the same variables) whose statistics are sums over the shard axis:
+    mean = psum(sum of real x) / psum(real count), var = psum(sum of real x^2) / count - mean^2.
+
+    (flax's ``axis_name`` averages the shards' own means instead: biased when shards hold different
+    numbers of real rows, NaN when one holds none.)
+    """
+
+    momentum: float
+    epsilon: float
+    axis_name: str
+
+    @nn.compact
+    def __call__(self, x, mask):
+        features = x.shape[-1:]
+        ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32), features)
+        ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32), features)
+        scale = self.param("scale", _bn_scale_init(), features, jnp.float32)
+        bias = self.param("bias", _bn_bias_init(), features, jnp.float32)
+        x32 = x.astype(jnp.float32)
+        weight = (jnp.ones(x.shape[:1], jnp.float32) if mask is None else mask.astype(jnp.float32))[:, None]
+        count = jnp.maximum(jax.lax.psum(weight.sum(0), self.axis_name), 1.0)  # [1]
+        mean = jax.lax.psum((x32 * weight).sum(0), self.axis_name) / count  # [features]
+        var = jnp.maximum(jax.lax.psum((x32 * x32 * weight).sum(0), self.axis_name) / count - mean * mean, 0.0)
+        ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+        ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+        return (x32 - mean) * (jax.lax.rsqrt(var + self.epsilon) * scale) + bias  # float32, as nn.BatchNorm
 
 
 class MLP(nn.Module):

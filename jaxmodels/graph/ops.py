@@ -38,10 +38,6 @@ def node_graph_index(n_node: jax.Array, total_nodes: int) -> jax.Array:
     return jnp.repeat(jnp.arange(n_node.shape[0], dtype=jnp.int32), n_node, total_repeat_length=total_nodes)
 
 
-def edge_graph_index(n_edge: jax.Array, total_edges: int) -> jax.Array:
-    return jnp.repeat(jnp.arange(n_edge.shape[0], dtype=jnp.int32), n_edge, total_repeat_length=total_edges)
-
-
 def _padding_graph_index(graph: jraph.GraphsTuple) -> jax.Array:
     """Index of jraph's padding graph: the last graph with nodes (the ones after it are empty)."""
     n_node = jnp.asarray(graph.n_node)

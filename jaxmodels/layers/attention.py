@@ -2,7 +2,8 @@
 
 Queries, keys and values are projected by separate ``HeadProjection`` layers into
 ``[batch, length, heads, head_dim]``; the attention itself is the pure function
-``attention_weights`` followed by a weighted sum. A decoding KV cache slots in between the two:
+``attention_weights`` followed by ``weighted_values`` (together ``dot_product_attention``, which
+layers with other parameter layouts call). A decoding KV cache slots in between the two:
 project the new token, append its key/value to the cache, then attend.
 
 Decoding (``decode=True``, self-attention only) keeps a ``cache`` collection per module:
@@ -60,10 +61,37 @@ def attention_weights(query: Array, key: Array, mask: Array | None = None) -> Ar
       float32 weights ``[batch, heads, q_length, kv_length]``; masked keys get exactly zero weight.
     """
     query = query / jnp.sqrt(query.shape[-1]).astype(query.dtype)
-    logits = jnp.einsum("bqhd,bkhd->bhqk", query, key, preferred_element_type=jnp.float32)
+    if query.shape[2] == key.shape[2] == 1:  # one head: a plain batched matmul, no head-axis transposes
+        logits = jnp.einsum("bqd,bkd->bqk", query[:, :, 0], key[:, :, 0],
+                            preferred_element_type=jnp.float32)[:, None]  # [batch, 1, q, kv]
+    else:
+        logits = jnp.einsum("bqhd,bkhd->bhqk", query, key, preferred_element_type=jnp.float32)
     if mask is not None:
         logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
     return jax.nn.softmax(logits, axis=-1)  # [batch, heads, q, kv]
+
+
+def weighted_values(weights: Array, value: Array) -> Array:
+    """The attention output sum_j w_ij v_j: weights ``[batch, heads, q, kv]`` (cast to the values' dtype)
+    and values ``[batch, kv, heads, head_dim]`` -> ``[batch, q, heads, head_dim]``.
+
+    With one head (the DDPM U-Net's default) the head axis is dropped for the matmul: XLA:CPU otherwise
+    keeps transposes around it (about 7% of that attention's forward + backward).
+    """
+    weights = weights.astype(value.dtype)
+    if weights.shape[1] == value.shape[2] == 1:
+        return jnp.einsum("bqk,bkd->bqd", weights[:, 0], value[:, :, 0])[:, :, None]  # [batch, q, 1, head_dim]
+    return jnp.einsum("bhqk,bkhd->bqhd", weights, value)
+
+
+def dot_product_attention(query: Array, key: Array, value: Array, mask: Array | None = None) -> Array:
+    """Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V (Vaswani et al. 2017, eq. 1), per head.
+
+    The computation every attention layer shares, whatever its parameter layout (``MultiHeadAttention``
+    here, the DDPM U-Net's ``AttnBlock`` over flattened spatial positions): ``query [batch, q, heads, d]``,
+    ``key``/``value [batch, kv, heads, d]`` -> ``[batch, q, heads, d]``; the softmax runs in float32.
+    """
+    return weighted_values(attention_weights(query, key, mask), value)
 
 
 def flattened_init(init: nn.initializers.Initializer, contracted_axes: int) -> nn.initializers.Initializer:
@@ -188,7 +216,7 @@ class MultiHeadAttention(nn.Module):
         weights = attention_weights(query, key, mask)  # [batch, heads, q, kv]
         self.sow("intermediates", "attention_weights", weights)
         weights = nn.Dropout(rate=self.dropout_rate)(weights, deterministic=deterministic)
-        attended = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(self.dtype), value)  # [batch, q, heads, head_dim]
+        attended = weighted_values(weights, value)  # [batch, q, heads, head_dim]
         attended = nn.with_logical_constraint(attended, QKV_ACTIVATION_AXES)
         return self._output_projection(attended, inputs_q.shape[-1])  # [batch, q, out_features]
 

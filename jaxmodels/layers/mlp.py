@@ -8,6 +8,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxmodels.layers.dense import dense
+
 Array = jax.Array
 Dtype = Any
 
@@ -68,8 +70,5 @@ class MlpBlock(nn.Module):
         return nn.Dropout(rate=self.dropout_rate)(x, deterministic=deterministic)
 
     def _dense(self, features: int, kernel_axes: tuple[str, str], name: str) -> nn.Dense:
-        return nn.Dense(
-            features=features, dtype=self.dtype, param_dtype=self.param_dtype,
-            kernel_init=nn.with_logical_partitioning(self.kernel_init, kernel_axes),
-            bias_init=nn.with_logical_partitioning(self.bias_init, kernel_axes[1:]),
-            name=name)
+        return dense(features, kernel_axes, kernel_init=self.kernel_init, bias_init=self.bias_init,
+                     dtype=self.dtype, param_dtype=self.param_dtype, name=name)

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from jaxmodels.layers import LayerNorm, MlpBlock, MultiHeadAttention, exact_gelu, padding_mask
+from jaxmodels.layers import LayerNorm, MlpBlock, MultiHeadAttention, dense, dtype_from_name, exact_gelu, padding_mask
 
 Array = jax.Array
 Dtype = Any
@@ -46,16 +46,10 @@ BERT_SIZES: dict[str, dict[str, int]] = {
 }
 
 HEADS = ("none", "pretraining", "mlm", "sequence_classification", "token_classification", "question_answering")
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def _init(stddev: float):
     return nn.initializers.normal(stddev=stddev)
-
-
-def _dense(features: int, axes: tuple[str, str], stddev: float, dtype: Dtype, name: str) -> nn.Dense:
-    return nn.Dense(features, dtype=dtype, kernel_init=nn.with_logical_partitioning(_init(stddev), axes),
-                    bias_init=nn.with_logical_partitioning(nn.initializers.zeros, axes[1:]), name=name)
 
 
 class BertEmbeddings(nn.Module):
@@ -158,7 +152,8 @@ class BertModel(nn.Module):
             dropout_rate=self.dropout_rate, attention_dropout_rate=self.attention_dropout_rate,
             layer_norm_eps=self.layer_norm_eps, initializer_range=self.initializer_range, dtype=self.dtype)
         if self.add_pooling_layer:
-            self.pooler = _dense(self.hidden_size, ("embed", "mlp"), self.initializer_range, self.dtype, "pooler")
+            self.pooler = dense(self.hidden_size, ("embed", "mlp"), kernel_init=_init(self.initializer_range),
+                                dtype=self.dtype, name="pooler")
 
     def __call__(self, input_ids: Array, token_type_ids: Array | None = None, attention_mask: Array | None = None,
                  *, deterministic: bool = True) -> tuple[Array, Array]:
@@ -208,7 +203,8 @@ class BertMLMHead(nn.Module):
 
     @nn.compact
     def __call__(self, hidden: Array, attend) -> Array:
-        h = _dense(self.hidden_size, ("embed", "mlp"), self.initializer_range, self.dtype, "transform")(hidden)
+        h = dense(self.hidden_size, ("embed", "mlp"), kernel_init=_init(self.initializer_range), dtype=self.dtype,
+                  name="transform")(hidden)
         h = LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype, name="transform_norm")(exact_gelu(h))
         bias = self.param("output_bias", nn.with_logical_partitioning(nn.initializers.zeros, ("vocab",)),
                           (self.vocab_size,))
@@ -269,22 +265,24 @@ class Bert(nn.Module):
                                             self.initializer_range, self.dtype,
                                             name="cls_predictions")(hidden, bert.attend)
             if self.head == "pretraining":
-                out["nsp_logits"] = _dense(2, ("embed", "classes"), self.initializer_range, jnp.float32,
-                                           "cls_seq_relationship")(pooled)
+                out["nsp_logits"] = self._output_layer(2, "cls_seq_relationship")(pooled)
         elif self.head == "sequence_classification":
             x = nn.Dropout(self.dropout_rate)(pooled, deterministic=not train)
-            out["logits"] = _dense(self.num_labels, ("embed", "classes"), self.initializer_range, jnp.float32,
-                                   "classifier")(x)
+            out["logits"] = self._output_layer(self.num_labels, "classifier")(x)
         elif self.head == "token_classification":
             x = nn.Dropout(self.dropout_rate)(sequence, deterministic=not train)
-            out["logits"] = _dense(self.num_labels, ("embed", "classes"), self.initializer_range, jnp.float32,
-                                   "classifier")(x)
+            out["logits"] = self._output_layer(self.num_labels, "classifier")(x)
         elif self.head == "question_answering":
-            logits = _dense(2, ("embed", "classes"), self.initializer_range, jnp.float32, "classifier")(sequence)
+            logits = self._output_layer(2, "classifier")(sequence)
             if attention_mask is not None:
                 logits = jnp.where(attention_mask[..., None] > 0, logits, -1e4)
             out["start_logits"], out["end_logits"] = logits[..., 0], logits[..., 1]
         return out
+
+    def _output_layer(self, features: int, name: str) -> nn.Dense:
+        """A float32 head ``[..., hidden] -> [..., features]``, kernel normal(initializer_range), bias zero."""
+        return dense(features, ("embed", "classes"), kernel_init=_init(self.initializer_range), dtype=jnp.float32,
+                     name=name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,10 +336,7 @@ def bert_from_config(model_cfg: ml_collections.ConfigDict | Mapping[str, Any]) -
     kwargs.update({k: cfg[k] for k in _FIELDS if cfg.get(k) is not None})
     if "vocab_size" not in kwargs:
         raise ValueError("bert_from_config: model.vocab_size is required")
-    dtype = kwargs.get("dtype", "float32")
-    if dtype not in _DTYPES:
-        raise ValueError(f"bert_from_config: model.dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-    kwargs["dtype"] = _DTYPES[dtype]
+    kwargs["dtype"] = dtype_from_name(kwargs.get("dtype", "float32"), "bert_from_config: model.dtype")
     return Bert(**kwargs)
 
 

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxmodels.layers import LayerNorm, MultiHeadAttention, causal_mask, padding_mask
+from jaxmodels.layers import LayerNorm, MultiHeadAttention, causal_mask, dense, dtype_from_name, padding_mask
 
 Array = jax.Array
 Dtype = Any
@@ -54,7 +54,6 @@ GPT2_SIZES: dict[str, dict[str, int]] = {
     "xl": dict(width=1600, depth=48, num_heads=25),
 }
 
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 _REQUIRED_KEYS = ("vocab_size", "n_positions", "width", "depth", "num_heads")
 _OPTIONAL_KEYS = ("mlp_dim", "dropout_rate", "layer_norm_epsilon", "dtype")
 _CONFIG_KEYS = frozenset(("name", "variant") + _REQUIRED_KEYS + _OPTIONAL_KEYS)
@@ -70,10 +69,9 @@ def gpt2_variant(name: str) -> dict[str, int]:
     return dict(vocab_size=GPT2_VOCAB_SIZE, n_positions=GPT2_N_POSITIONS, mlp_dim=4 * size["width"], **size)
 
 
-def _dense(features: int, axes: tuple[str, str], stddev: float, dtype: Dtype, name: str) -> nn.Dense:
-    return nn.Dense(features, dtype=dtype,
-                    kernel_init=nn.with_logical_partitioning(nn.initializers.normal(stddev), axes),
-                    bias_init=nn.with_logical_partitioning(nn.initializers.zeros, axes[1:]), name=name)
+def residual_stddev(depth: int) -> float:
+    """Init stddev of the residual output projections, ``0.02 / sqrt(2 * depth)`` (Radford et al. 2019, sec. 2.3)."""
+    return INIT_STDDEV / math.sqrt(2 * depth)
 
 
 class GptMlp(nn.Module):
@@ -86,10 +84,11 @@ class GptMlp(nn.Module):
 
     @nn.compact
     def __call__(self, inputs: Array, *, deterministic: bool) -> Array:
-        x = _dense(self.mlp_dim, ("embed", "mlp"), INIT_STDDEV, self.dtype, "c_fc")(inputs)  # [batch, length, mlp]
+        x = dense(self.mlp_dim, ("embed", "mlp"), kernel_init=nn.initializers.normal(INIT_STDDEV), dtype=self.dtype,
+                  name="c_fc")(inputs)  # [batch, length, mlp]
         x = nn.with_logical_constraint(nn.gelu(x, approximate=True), ("act_batch", "act_seq", "act_mlp"))
-        x = _dense(inputs.shape[-1], ("mlp", "embed"), INIT_STDDEV / math.sqrt(2 * self.depth), self.dtype,
-                   "c_proj")(x)  # [batch, length, embed]
+        x = dense(inputs.shape[-1], ("mlp", "embed"), kernel_init=nn.initializers.normal(residual_stddev(self.depth)),
+                  dtype=self.dtype, name="c_proj")(x)  # [batch, length, embed]
         x = nn.with_logical_constraint(x, ("act_batch", "act_seq", "act_embed"))
         return nn.Dropout(rate=self.dropout_rate)(x, deterministic=deterministic)
 
@@ -110,7 +109,7 @@ class GptBlock(nn.Module):
         x = MultiHeadAttention(
             num_heads=self.num_heads, dropout_rate=self.dropout_rate, dtype=self.dtype,
             kernel_init=nn.initializers.normal(INIT_STDDEV),
-            out_kernel_init=nn.initializers.normal(INIT_STDDEV / math.sqrt(2 * self.depth)),
+            out_kernel_init=nn.initializers.normal(residual_stddev(self.depth)),
             name="attn")(x, mask=mask, deterministic=deterministic, decode=decode)
         x = inputs + nn.Dropout(rate=self.dropout_rate)(x, deterministic=deterministic)
         y = LayerNorm(epsilon=self.layer_norm_epsilon, dtype=self.dtype, name="ln_2")(x)
@@ -244,8 +243,5 @@ def gpt_from_config(model_cfg: ml_collections.ConfigDict | Mapping[str, Any]) ->
     missing = [key for key in _REQUIRED_KEYS if key not in kwargs]
     if missing:
         raise ValueError(f"gpt_from_config: missing {missing}; set them or a variant such as 'small'")
-    dtype = kwargs.get("dtype", "float32")
-    if dtype not in _DTYPES:
-        raise ValueError(f"gpt_from_config: dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-    kwargs["dtype"] = _DTYPES[dtype]
+    kwargs["dtype"] = dtype_from_name(kwargs.get("dtype", "float32"), "gpt_from_config: model.dtype")
     return GPT(**kwargs)

@@ -40,12 +40,12 @@ published; this is the RoBERTa paper's scheme.)
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Sequence
 
 import numpy as np
 
 from jaxmodels.text.masking import Segmenter, _Draws, tokenize_with_word_starts
+from jaxmodels.training.files import atomic_save_npz
 
 ARRAY_KEYS = ("input_ids", "token_type_ids", "attention_mask", "word_start", "next_sentence_label")
 
@@ -253,18 +253,7 @@ def instances_to_arrays(instances: Sequence[dict], max_seq_length: int, *,
 def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` to ``path`` as an uncompressed ``.npz``, atomically (a temp file in the
     same directory, then ``os.replace``), so readers never see a partial file."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_save_npz(path, {k: np.asarray(v) for k, v in arrays.items()})
 
 
 def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:

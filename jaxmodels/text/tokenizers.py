@@ -28,6 +28,8 @@ from typing import Iterable, Mapping, Sequence
 
 import regex
 
+from jaxmodels.training.files import atomic_write, atomic_write_json
+
 __all__ = [
     "WordPieceTokenizer",
     "build_wordpiece_vocab",
@@ -459,7 +461,7 @@ def read_vocab(path: str | os.PathLike) -> list[str]:
 
 
 def write_vocab(path: str | os.PathLike, tokens: Sequence[str]) -> None:
-    """Write a BERT ``vocab.txt``: one token per line, in id order."""
+    """Write a BERT ``vocab.txt``: one token per line, in id order (atomically: no partial vocab on a crash)."""
     seen = set()
     for t in tokens:
         if "\n" in t or "\r" in t:
@@ -467,7 +469,7 @@ def write_vocab(path: str | os.PathLike, tokens: Sequence[str]) -> None:
         if t in seen:
             raise ValueError(f"duplicate token {t!r}")
         seen.add(t)
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
+    with atomic_write(path, newline="\n") as f:
         f.writelines(t + "\n" for t in tokens)
 
 
@@ -628,13 +630,11 @@ class ByteLevelBPETokenizer:
         return cls(vocab, merges, **kw)
 
     def save(self, directory: str | os.PathLike) -> tuple[str, str]:
-        """Write ``vocab.json`` and ``merges.txt`` (with a ``#version: 0.2`` header) into ``directory``."""
-        os.makedirs(directory, exist_ok=True)
+        """Write ``vocab.json`` and ``merges.txt`` (with a ``#version: 0.2`` header) into ``directory``, each atomically."""
         vpath = os.path.join(directory, "vocab.json")
         mpath = os.path.join(directory, "merges.txt")
-        with open(vpath, "w", encoding="utf-8") as f:
-            json.dump(dict(sorted(self._vocab.items(), key=lambda kv: kv[1])), f, ensure_ascii=False)
-        with open(mpath, "w", encoding="utf-8", newline="\n") as f:
+        atomic_write_json(vpath, dict(sorted(self._vocab.items(), key=lambda kv: kv[1])), ensure_ascii=False)
+        with atomic_write(mpath, newline="\n") as f:
             f.write("#version: 0.2\n")
             f.writelines(f"{a} {b}\n" for a, b in self._merges)
         return vpath, mpath

@@ -214,7 +214,8 @@ def train(experiment: Experiment, config, workdir: str) -> TrainResult:
 
     with jax.set_mesh(mesh):
         start_step = checkpoints.latest_step()
-        if start_step is None:
+        resumed = start_step is not None
+        if not resumed:
             start_step = 0
             state, shardings = mesh_lib.create_sharded_state(init_fn, rng, mesh, experiment.rules)
             if experiment.warm_start is not None:
@@ -223,7 +224,6 @@ def train(experiment: Experiment, config, workdir: str) -> TrainResult:
             shardings = mesh_lib.state_shardings(jax.eval_shape(init_fn, rng), mesh, experiment.rules)
             abstract = mesh_lib.abstract_state(init_fn, rng, shardings)
             state = checkpoints.restore(start_step, abstract, experiment.train_iter)
-            print(f"Resumed from {checkpoints.directory}/{start_step}", flush=True)
 
         replicated = mesh_lib.replicated(mesh)
         step_fn = jax.jit(_with_rules(experiment.train_step, experiment.rules),
@@ -235,6 +235,8 @@ def train(experiment: Experiment, config, workdir: str) -> TrainResult:
                               in_shardings=(shardings, batch_sharding), out_shardings=replicated)
 
         progress = ProgressLine(total_steps, start_step)
+        if resumed:
+            progress.print(f"Resumed from {checkpoints.directory}/{start_step}")
         last_saved = checkpoints.latest_step()
         history: list[Metrics] = []
         eval_metrics: dict[str, float] = {}

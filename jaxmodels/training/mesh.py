@@ -50,6 +50,13 @@ def make_mesh(mesh_cfg: Mapping[str, int] | None = None, devices=None) -> Mesh:
                          devices=devices[:math.prod(shape)])
 
 
+def num_batch_devices(mesh_cfg: Mapping[str, int] | None = None) -> int:
+    """Devices on the batch axes (``data`` x ``fsdp``) of the mesh ``make_mesh(mesh_cfg)`` builds over all
+    processes' devices: the number of shards a global batch is split into."""
+    data, fsdp, _ = mesh_shape(mesh_cfg or {"data": -1}, jax.device_count())
+    return data * fsdp
+
+
 def batch_sharding(mesh: Mesh) -> NamedSharding:
     """Leading (batch) axis split over ``data`` and ``fsdp``; the rest replicated."""
     return NamedSharding(mesh, P(("data", "fsdp")))

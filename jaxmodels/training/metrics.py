@@ -1,6 +1,8 @@
-"""Metric writers: TensorBoard event files (tensorboardX), ``metrics.jsonl`` and a console line.
+"""Metric writers: TensorBoard event files (tensorboardX), ``metrics.jsonl`` and the console.
 
-Only process 0 writes; on other processes every method is a no-op.
+Only process 0 writes; on other processes every method is a no-op. The console (stdout) carries what
+a binary shows its user: the progress line, progress notes of long runs and the end-of-run summary;
+diagnostics go to absl logging instead.
 """
 from __future__ import annotations
 
@@ -78,4 +80,19 @@ class ProgressLine:
 
     def print(self, text: str) -> None:
         if self.enabled:
-            print(text, file=self.stream, flush=True)
+            _write_line(self.stream, text)
+
+
+def console(text: str) -> None:
+    """Writes ``text`` as lines of the binary's console output (stdout), on process 0 only.
+
+    For what the user of a binary reads while it runs and when it ends; a trailing newline is added
+    unless ``text`` already ends with one.
+    """
+    if jax.process_index() == 0:
+        _write_line(sys.stdout, text)
+
+
+def _write_line(stream, text: str) -> None:
+    stream.write(text if text.endswith("\n") else text + "\n")
+    stream.flush()

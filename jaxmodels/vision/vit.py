@@ -27,6 +27,8 @@ from jaxmodels.layers import (
     MlpBlock,
     MultiHeadAttention,
     PatchEmbedding,
+    dense,
+    dtype_from_name,
     to_pair,
 )
 
@@ -40,7 +42,6 @@ VIT_SIZES: dict[str, dict[str, int]] = {
     "L": dict(hidden_size=1024, num_layers=24, num_heads=16, mlp_dim=4096),
 }
 
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 _REQUIRED_KEYS = ("num_classes", "image_size", "patch_size", "hidden_size", "num_layers", "num_heads", "mlp_dim")
 _OPTIONAL_KEYS = ("classifier", "dropout_rate", "attention_dropout_rate", "stochastic_depth_rate",
                   "representation_size", "dtype")
@@ -159,12 +160,12 @@ class ViT(nn.Module):
                     name="Transformer")(x, train=train)  # [batch, tokens, hidden]
         x = x[:, 0] if self.classifier == "token" else jnp.mean(x, axis=1)  # [batch, hidden]
         if self.representation_size is not None:
-            x = jnp.tanh(self._dense(self.representation_size, ("embed", "mlp"), nn.initializers.lecun_normal(),
-                                     "pre_logits")(x))  # [batch, representation_size]
+            x = jnp.tanh(dense(self.representation_size, ("embed", "mlp"), kernel_init=nn.initializers.lecun_normal(),
+                               name="pre_logits")(x))  # [batch, representation_size]
         if not self.num_classes:
             return x
-        return self._dense(self.num_classes, ("embed", "classes"), nn.initializers.zeros,
-                           "head")(x.astype(jnp.float32))  # [batch, num_classes]
+        return dense(self.num_classes, ("embed", "classes"), kernel_init=nn.initializers.zeros,
+                     name="head")(x.astype(jnp.float32))  # [batch, num_classes]
 
     def _check_image_size(self, shape: tuple[int, ...]) -> None:
         expected, given = to_pair(self.image_size), tuple(shape[1:3])
@@ -182,10 +183,6 @@ class ViT(nn.Module):
         cls = jnp.broadcast_to(cls.astype(x.dtype), (batch, 1, hidden))  # [batch, 1, hidden]
         return jnp.concatenate([cls, x], axis=1)
 
-    def _dense(self, features: int, kernel_axes: tuple[str, str], kernel_init: nn.initializers.Initializer,
-               name: str) -> nn.Dense:
-        return nn.Dense(features, kernel_init=nn.with_logical_partitioning(kernel_init, kernel_axes),
-                        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, kernel_axes[1:]), name=name)
 
 
 def vit_from_config(model_cfg: ml_collections.ConfigDict | Mapping[str, Any]) -> ViT:
@@ -209,15 +206,9 @@ def vit_from_config(model_cfg: ml_collections.ConfigDict | Mapping[str, Any]) ->
         raise ValueError(f"vit_from_config: missing {missing}; set them or a variant such as 'B/16'")
     kwargs["image_size"] = _as_size(kwargs["image_size"])
     kwargs["patch_size"] = _as_size(kwargs["patch_size"])
-    kwargs["dtype"] = _parse_dtype(kwargs.get("dtype", "float32"))
+    kwargs["dtype"] = dtype_from_name(kwargs.get("dtype", "float32"), "vit_from_config: model.dtype")
     return ViT(**kwargs)
 
 
 def _as_size(size: int | Sequence[int]) -> int | tuple[int, int]:
     return size if isinstance(size, int) else to_pair(size)
-
-
-def _parse_dtype(name: str) -> Dtype:
-    if name not in _DTYPES:
-        raise ValueError(f"vit_from_config: dtype must be one of {sorted(_DTYPES)}, got {name!r}")
-    return _DTYPES[name]

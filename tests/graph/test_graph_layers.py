@@ -176,6 +176,30 @@ def test_multitask_model_is_padding_invariant(conv):
     np.testing.assert_allclose(gs[:n_graphs], gl_[:n_graphs], rtol=1e-4, atol=1e-5)
 
 
+def test_batch_norm_over_shards_is_batch_norm_of_every_real_row():
+    """Shards with 4, 0 and 2 real rows normalise as one batch of the 6 (flax's own sync would average
+    the shards' means: biased here, and NaN for the empty shard)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 5, 2)).astype(np.float32) * 3 + 1  # [shards, rows, features]
+    mask = np.zeros((3, 5), bool)
+    mask[0, :4] = mask[2, :2] = True
+    bn = gl.MaskedBatchNorm(axis_name="shards")
+    variables = bn.init(jax.random.PRNGKey(0), x[0], mask[0], train=False)
+
+    def apply(xs, ms):
+        return bn.apply(variables, xs, ms, train=True, mutable=["batch_stats"])
+
+    out, stats = jax.vmap(apply, axis_name="shards")(x, mask)
+    real = x[mask]  # [6, features]
+    want, want_stats = gl.MaskedBatchNorm().apply(variables, real, np.ones(6, bool), train=True,
+                                                  mutable=["batch_stats"])
+    np.testing.assert_allclose(out[mask], want, rtol=1e-5, atol=1e-5)
+    assert np.all(np.isfinite(out))
+    for got, expected in zip(jax.tree.leaves(stats), jax.tree.leaves(want_stats)):
+        np.testing.assert_allclose(got, np.broadcast_to(expected, got.shape), rtol=1e-5, atol=1e-6)
+    assert jax.tree.structure(variables) == jax.tree.structure({**variables, **jax.tree.map(lambda v: v[0], stats)})
+
+
 def test_per_graph_layer_counts_are_exact():
     """A graph of N nodes gets N // 2 convolutions however long the scan is (masked steps are no-ops)."""
     graphs = random_graphs(3, sizes=(4, 9), seed=11, features=2)

@@ -1,4 +1,5 @@
 """PNA aggregators and scalers against hand-computed values; padding masks; batching budgets."""
+import json
 import math
 
 import jax
@@ -111,10 +112,79 @@ def test_make_batch_shards_and_fixed_batches_state():
     batch = batching.make_batch(graphs, budget, num_shards=2)
     assert batch.nodes.shape == (2, 16, 2)
     np.testing.assert_array_equal(batch.n_node[:, :3], [[3, 3, 3], [3, 3, 10]])
-    it = batching.FixedBatches([batch, batch, batch], shuffle=True, seed=1)
-    order = [id(next(it)) for _ in range(4)]
+    it = batching.FixedBatches([graphs, graphs[:2], graphs[3:]], budget, num_shards=2, shuffle=True, seed=1)
+    first = [next(it) for _ in range(4)]
     state = it.get_state()
-    assert state == {"epoch": 1, "index": 1}
-    it2 = batching.FixedBatches([batch, batch, batch], shuffle=True, seed=1)
-    it2.set_state(state)
-    assert it2.get_state() == state and len(order) == 4
+    assert state == {"epoch": 1, "position": 1}
+    it2 = batching.FixedBatches([graphs, graphs[:2], graphs[3:]], budget, num_shards=2, shuffle=True, seed=1)
+    it2.set_state(json.loads(json.dumps(state)))
+    expected = [next(it) for _ in range(3)]
+    for x, y in zip(expected, [next(it2) for _ in range(3)]):
+        jax.tree.map(np.testing.assert_array_equal, x, y)
+    # the old {"epoch", "index"} state (fixed batches consumed) resumes at the same batch
+    it3 = batching.FixedBatches([graphs, graphs[:2], graphs[3:]], budget, num_shards=2, shuffle=True, seed=1)
+    it3.set_state({"epoch": 1, "index": 1})
+    jax.tree.map(np.testing.assert_array_equal, next(it3), expected[0])
+    assert len(first) == 4
+
+
+def _graph_ids(batch) -> list[list[int]]:
+    """The node values (= graph ids, see _graph) of each shard's real graphs."""
+    ids = []
+    for shard in range(batch.n_node.shape[0]):
+        real = np.asarray(ops.node_mask(jax.tree.map(lambda x: x[shard], batch)))
+        values = batch.nodes[shard][real, 0].astype(int)
+        ids.append(sorted(set(values.tolist()), key=values.tolist().index))
+    return ids
+
+
+@pytest.mark.parametrize("num_shards", [2, 4])
+def test_fixed_batches_on_two_processes_hold_the_one_process_shards(num_shards):
+    graphs = [_graph(2 + i % 3, [(0, 1)], value=i) for i in range(14)]
+    batches = [graphs[:5], graphs[5:9], graphs[9:]]
+    budget = batching.budget_for_batches(batches, num_shards, round_to=8)
+
+    def make(index, count):
+        return batching.FixedBatches(batches, budget, num_shards=num_shards, shuffle=True, seed=3,
+                                     process_index=index, process_count=count)
+
+    single, halves = make(0, 1), [make(0, 2), make(1, 2)]
+    for _ in range(5):
+        whole = next(single)
+        parts = [next(h) for h in halves]
+        assert all(p.nodes.shape[0] == num_shards // 2 for p in parts)
+        jax.tree.map(lambda w, a, b: np.testing.assert_array_equal(w, np.concatenate([a, b])), whole, *parts)
+        ids = [_graph_ids(p) for p in parts]
+        flat = [sorted(sum(i, [])) for i in ids]
+        assert not set(flat[0]) & set(flat[1])
+        assert sorted(flat[0] + flat[1]) == sorted(sum(_graph_ids(whole), []))
+    assert halves[0].get_state() == halves[1].get_state() == single.get_state()
+
+
+def test_graph_batch_iterator_keeps_the_old_order_and_slices_by_process():
+    graphs = [_graph(2 + i % 4, [(0, 1)], value=i) for i in range(23)]
+    budget = batching.estimate_budget(graphs, 3, round_to=8)
+    it = batching.GraphBatchIterator(graphs, 6, budget, num_shards=2, seed=5)
+    ids = [sum(_graph_ids(next(it)), []) for _ in range(7)]
+    # the order of the iterator this one replaced: (seed, epoch) permutations, 3 full batches an epoch
+    old = [np.random.default_rng([5, e]).permutation(23)[b * 6:(b + 1) * 6].tolist() for e in range(3) for b in range(3)]
+    assert ids == old[:7]
+    assert it.get_state() == {"epoch": 2, "position": 6}
+    halves = [batching.GraphBatchIterator(graphs, 6, budget, num_shards=2, seed=5, process_index=p, process_count=2)
+              for p in range(2)]
+    for expected in old[:4]:
+        assert [sum(_graph_ids(next(h)), []) for h in halves] == [expected[:3], expected[3:]]
+    resumed = batching.GraphBatchIterator(graphs, 6, budget, num_shards=2, seed=5)
+    resumed.set_state({"epoch": 1, "index": 2})  # an old checkpoint's state: batches consumed
+    assert sum(_graph_ids(next(resumed)), []) == old[5]
+
+
+def test_eval_batches_are_split_over_processes():
+    graphs = [_graph(3, [(0, 1)], value=i) for i in range(7)]
+    budget = batching.PaddingBudget(n_node=16, n_edge=8, n_graph=4)
+    whole = batching.eval_batches(graphs, 4, budget, 2, process_index=0, process_count=1)
+    parts = [batching.eval_batches(graphs, 4, budget, 2, process_index=p, process_count=2) for p in range(2)]
+    assert len(whole) == len(parts[0]) == len(parts[1]) == 2
+    for w, a, b in zip(whole, *parts):
+        jax.tree.map(lambda x, y, z: np.testing.assert_array_equal(x, np.concatenate([y, z])), w, a, b)
+    assert [_graph_ids(b) for b in whole] == [[[0, 1], [2, 3]], [[4, 5], [6]]]

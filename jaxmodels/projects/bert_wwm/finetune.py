@@ -32,7 +32,6 @@ Initial weights: ``config.init`` (``jaxmodels.projects.bert_wwm.pretrained``): a
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 from typing import Any
@@ -49,8 +48,10 @@ from jaxmodels.text import features as feats
 from jaxmodels.text import metrics as text_metrics
 from jaxmodels.projects.bert_wwm import pretrained
 from jaxmodels.text.tokenizers import WordPieceTokenizer, build_wordpiece_vocab, write_vocab
+from jaxmodels.training.files import atomic_copy, atomic_write_json
 from jaxmodels.training.loop import Experiment, TrainResult, train
 from jaxmodels.training.optimizers import build_optimizer, learning_rate_schedule
+from jaxmodels.training.step import gradient_step
 
 TASKS = {"chnsenticorp": "classification", "xnli": "classification", "lcqmc": "classification",
          "bq": "classification", "people_daily": "ner", "msra": "ner", "cmrc2018": "span", "drcd": "span"}
@@ -164,12 +165,9 @@ def prepare(config, workdir: str):
     os.makedirs(workdir, exist_ok=True)
     if data_cfg.get("vocab_path"):
         if os.path.abspath(data_cfg.vocab_path) != os.path.abspath(vocab_out):
-            with open(data_cfg.vocab_path, "rb") as src, open(vocab_out + ".tmp", "wb") as dst:
-                dst.write(src.read())
-            os.replace(vocab_out + ".tmp", vocab_out)
+            atomic_copy(data_cfg.vocab_path, vocab_out)
     elif not os.path.exists(vocab_out):  # random init: a character vocab from the training texts
-        write_vocab(vocab_out + ".tmp", build_wordpiece_vocab(_texts(train_examples), max_size=int(data_cfg.vocab_size)))
-        os.replace(vocab_out + ".tmp", vocab_out)
+        write_vocab(vocab_out, build_wordpiece_vocab(_texts(train_examples), max_size=int(data_cfg.vocab_size)))
     tokenizer = WordPieceTokenizer.from_file(vocab_out, do_lower_case=bool(data_cfg.get("do_lower_case", True)))
 
     train_arrays, _ = featurize(task, train_examples, tokenizer, data_cfg, label_list)
@@ -220,17 +218,16 @@ def per_example_loss(task: str, out, batch) -> jax.Array:
 def train_step(state, batch, *, model, tx, schedule, task: str):
     rng = jax.random.fold_in(state["rng"], state["step"])
 
-    def loss_fn(params):
+    def loss_fn(params, batch, rng):
         out = _apply(model, params, batch, train=True, rng=rng)
         return jnp.mean(per_example_loss(task, out, batch)), out
 
-    (loss, out), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
-    metrics = {"loss": loss, "learning_rate": schedule(state["step"]), "grad_norm": optax.global_norm(grads)}
+    result = gradient_step(loss_fn, state["params"], state["opt_state"], tx, batch, has_aux=True, rng=rng,
+                           schedule=schedule, step=state["step"])
+    metrics = dict(result.metrics)
     if task == "classification":
-        metrics["accuracy"] = jnp.mean(jnp.argmax(out["logits"], -1) == batch["label"])
-    return {**state, "step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
+        metrics["accuracy"] = jnp.mean(jnp.argmax(result.aux["logits"], -1) == batch["label"])
+    return {**state, "step": state["step"] + 1, "params": result.params, "opt_state": result.opt_state}, metrics
 
 
 def eval_step(state, batch, *, model, task: str):
@@ -307,11 +304,12 @@ def make_experiment(config, data: dict, workdir: str) -> Experiment:
     def on_eval(step, state, metrics):
         if jax.process_index() != 0:
             return None
-        _atomic_json(os.path.join(workdir, "results.json"),
-                     {"step": int(step), "format": config.data.format, "eval_path": config.data.eval_path,
-                      "eval": dict(metrics)})
+        atomic_write_json(os.path.join(workdir, "results.json"),
+                          {"step": int(step), "format": config.data.format, "eval_path": config.data.eval_path,
+                           "eval": dict(metrics)}, ensure_ascii=False, indent=2)
         if task == "span" and "decoded" in latest:
-            _atomic_json(os.path.join(workdir, "predictions.json"), latest["decoded"])
+            atomic_write_json(os.path.join(workdir, "predictions.json"), latest["decoded"], ensure_ascii=False,
+                              indent=2)
         return None
 
     def init_state(rng):
@@ -329,12 +327,6 @@ def make_experiment(config, data: dict, workdir: str) -> Experiment:
                                                 global_batch_size=eval_batch),
         eval_metrics_fn=eval_metrics_fn, on_eval=on_eval,
         warm_start=pretrained.warm_start(config.get("init"), model.num_heads))
-
-
-def _atomic_json(path: str, value) -> None:
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(value, f, ensure_ascii=False, indent=2)
-    os.replace(path + ".tmp", path)
 
 
 def train_and_evaluate(config, workdir: str) -> TrainResult:

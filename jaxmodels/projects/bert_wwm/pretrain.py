@@ -31,7 +31,6 @@ import functools
 import hashlib
 import json
 import os
-import shutil
 from typing import Any
 
 import jax
@@ -46,8 +45,10 @@ from jaxmodels.text import bert as bert_lib
 from jaxmodels.text import masking, pretraining_data
 from jaxmodels.projects.bert_wwm import pretrained
 from jaxmodels.text.tokenizers import WordPieceTokenizer, build_wordpiece_vocab, write_vocab
+from jaxmodels.training.files import atomic_copy
 from jaxmodels.training.loop import Experiment, TrainResult, train
 from jaxmodels.training.optimizers import build_optimizer, learning_rate_schedule
+from jaxmodels.training.step import gradient_step
 
 TRAIN_KEYS = ("input_ids", "token_type_ids", "attention_mask", "masked_lm_positions", "masked_lm_ids",
               "masked_lm_weights", "next_sentence_label")
@@ -67,13 +68,11 @@ def build_tokenizer(data_cfg, train_docs: list[list[str]], out_path: str) -> Wor
     lower = bool(data_cfg.get("do_lower_case", True))
     if data_cfg.get("vocab_path"):
         if os.path.abspath(data_cfg.vocab_path) != os.path.abspath(out_path):
-            shutil.copyfile(data_cfg.vocab_path, out_path + ".tmp")
-            os.replace(out_path + ".tmp", out_path)
+            atomic_copy(data_cfg.vocab_path, out_path)
     elif not os.path.exists(out_path):
         tokens = build_wordpiece_vocab((s for d in train_docs for s in d), max_size=int(data_cfg.vocab_size),
                                        do_lower_case=lower)
-        write_vocab(out_path + ".tmp", tokens)
-        os.replace(out_path + ".tmp", out_path)
+        write_vocab(out_path, tokens)
     return WordPieceTokenizer.from_file(out_path, do_lower_case=lower)
 
 
@@ -181,15 +180,14 @@ def pretraining_losses(out, batch, nsp: bool) -> dict[str, jax.Array]:
 def train_step(state, batch, *, model, tx, schedule, nsp: bool):
     rng = jax.random.fold_in(state["rng"], state["step"])
 
-    def loss_fn(params):
+    def loss_fn(params, batch, rng):
         metrics = pretraining_losses(_forward(model, params, batch, train=True, rng=rng), batch, nsp)
         return metrics["loss"], metrics
 
-    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
-    metrics.update(learning_rate=schedule(state["step"]), grad_norm=optax.global_norm(grads))
-    return {**state, "step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
+    result = gradient_step(loss_fn, state["params"], state["opt_state"], tx, batch, has_aux=True, rng=rng,
+                           schedule=schedule, step=state["step"])
+    metrics = {**result.aux, **result.metrics}
+    return {**state, "step": state["step"] + 1, "params": result.params, "opt_state": result.opt_state}, metrics
 
 
 def eval_step(state, batch, *, model, nsp: bool):

@@ -19,17 +19,16 @@ These numbers are an offline stand-in for FID/IS, useful to compare models and c
 this repo with each other. They are NOT comparable with published FIDs (different network,
 features, data, image size and sample counts).
 
-``load_or_train`` caches the trained variables with Orbax under
-``$JAXMODELS_CACHE/digits_classifier`` (default ``~/.cache/jaxmodels/digits_classifier``);
-the cache entry is written to a temporary directory and renamed into place, so concurrent runs
-or a crash never leave a half-written classifier.
+``load_or_train(cache_dir)`` caches the trained variables with Orbax in the directory it is given
+(``train/diffusion_sample.py`` passes one), else in ``$JAXMODELS_CACHE/digits_classifier``; with
+neither it trains in memory and writes nothing. The cache entry is written to a temporary
+directory and renamed into place, so concurrent runs or a crash never leave a half-written
+classifier.
 """
 from __future__ import annotations
 
 import os
-import shutil
 import time
-import uuid
 from typing import Any
 
 import flax.linen as nn
@@ -37,10 +36,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from absl import logging
 
 from jaxmodels.data.generative import digits_images
 from jaxmodels.diffusion.evaluation import (FeatureStatistics, classifier_score, compute_statistics,
                                             frechet_distance_from_statistics)
+from jaxmodels.training.files import atomic_directory
+from jaxmodels.training.step import gradient_step
 
 IMAGE_SIZE = 16
 NUM_CLASSES = 10
@@ -113,16 +115,15 @@ def train_digits_classifier(steps: int = DEFAULT_STEPS, seed: int = 0, *, batch_
     optimizer = optax.adam(optax.cosine_decay_schedule(learning_rate, steps))
     opt_state = jax.jit(optimizer.init)(params)
 
-    def loss_fn(params, batch_images, batch_labels):
-        logits, _ = model.apply({"params": params}, batch_images)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, batch_labels).mean()
+    def loss_fn(params, batch):
+        logits, _ = model.apply({"params": params}, batch["image"])
+        return optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
 
     @jax.jit
     def step(params, opt_state, index, offset):
-        batch = jax.vmap(_shift)(images[index], offset)
-        loss, grads = jax.value_and_grad(loss_fn)(params, batch, labels[index])
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+        batch = {"image": jax.vmap(_shift)(images[index], offset), "label": labels[index]}
+        result = gradient_step(loss_fn, params, opt_state, optimizer, batch)
+        return result.params, result.opt_state, result.metrics["loss"]
 
     # A Python loop over a jitted step: XLA:CPU ran these convolutions ~20x slower inside a
     # lax.scan (while loop) body than as a top-level computation.
@@ -131,7 +132,8 @@ def train_digits_classifier(steps: int = DEFAULT_STEPS, seed: int = 0, *, batch_
         params, opt_state, loss = step(params, opt_state, index, offset)
     params = jax.tree_util.tree_map(np.asarray, params)
     if verbose:
-        print(f"digits classifier: {steps} steps in {time.perf_counter() - start:.1f} s, final loss {float(loss):.4f}")
+        logging.info("digits classifier: %d steps in %.1f s, final loss %.4f", steps, time.perf_counter() - start,
+                     float(loss))
     return {"params": params}
 
 
@@ -207,10 +209,13 @@ def accuracy(variables, split: str = "test") -> float:
 # Cache
 # ----------------------------------------------------------------------------------------------
 
-def default_cache_dir() -> str:
-    """``$JAXMODELS_CACHE/digits_classifier``, or ``~/.cache/jaxmodels/digits_classifier``."""
-    root = os.environ.get("JAXMODELS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "jaxmodels")
-    return os.path.join(root, "digits_classifier")
+def default_cache_dir() -> str | None:
+    """``$JAXMODELS_CACHE/digits_classifier``, or ``None`` (no cache) when the variable is unset.
+
+    The library never picks a directory of its own: the caller or the environment does.
+    """
+    root = os.environ.get("JAXMODELS_CACHE")
+    return os.path.join(root, "digits_classifier") if root else None
 
 
 def _abstract_variables() -> Any:
@@ -222,13 +227,17 @@ def load_or_train(cache_dir: str | os.PathLike | None = None, *, steps: int = DE
                   verbose: bool = False) -> dict:
     """The trained classifier's variables: restored from the cache, or trained and cached.
 
-    ``cache_dir`` defaults to ``default_cache_dir()``; entries are keyed by recipe version, seed
-    and steps. The Orbax checkpoint is written to a unique temporary directory and renamed into
-    place (when another process got there first, its entry is kept and ours discarded).
+    ``cache_dir`` defaults to ``default_cache_dir()``; when that is ``None`` too, the classifier is
+    trained (10-20 s) and nothing is written. Entries are keyed by recipe version, seed and steps.
+    The Orbax checkpoint is written to a unique temporary directory and renamed into place (when
+    another process got there first, its entry is kept and ours discarded).
     """
     import orbax.checkpoint as ocp
 
-    cache_dir = os.path.abspath(os.fspath(cache_dir) if cache_dir is not None else default_cache_dir())
+    cache_dir = os.fspath(cache_dir) if cache_dir is not None else default_cache_dir()
+    if cache_dir is None:
+        return train_digits_classifier(steps=steps, seed=seed, verbose=verbose)
+    cache_dir = os.path.abspath(cache_dir)
     entry = os.path.join(cache_dir, f"{CACHE_VERSION}-seed{seed}-steps{steps}")
     if os.path.isdir(entry):
         with ocp.StandardCheckpointer() as checkpointer:
@@ -236,22 +245,11 @@ def load_or_train(cache_dir: str | os.PathLike | None = None, *, steps: int = DE
         return jax.tree_util.tree_map(np.asarray, restored)
 
     variables = train_digits_classifier(steps=steps, seed=seed, verbose=verbose)
-    os.makedirs(cache_dir, exist_ok=True)
-    tmp = f"{entry}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        with ocp.StandardCheckpointer() as checkpointer:
-            checkpointer.save(tmp, variables)
-            checkpointer.wait_until_finished()
-        try:
-            os.rename(tmp, entry)
-        except OSError:
-            if not os.path.isdir(entry):  # a real failure, not a concurrent writer that won
-                raise
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_directory(entry) as tmp, ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(tmp, variables)
+        checkpointer.wait_until_finished()
     if verbose:
-        print(f"digits classifier cached at {entry}")
+        logging.info("digits classifier cached at %s", entry)
     return variables
 
 

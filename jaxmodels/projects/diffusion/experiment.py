@@ -24,7 +24,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from jaxmodels import models
 from jaxmodels.data import make_eval_iterator, make_train_iterator
@@ -34,7 +33,9 @@ from jaxmodels.data.generative import build_preprocess
 from jaxmodels.diffusion.gaussian import GaussianDiffusion, diffusion_from_config
 from jaxmodels.diffusion.pipeline import SampleGridWriter, image_shape
 from jaxmodels.training.loop import Experiment, TrainResult, train
+from jaxmodels.training.ema import ema_decay_at, ema_update
 from jaxmodels.training.optimizers import build_optimizer, learning_rate_schedule
+from jaxmodels.training.step import gradient_step
 
 TIMESTEP_SAMPLERS = ("uniform", "importance")
 
@@ -51,13 +52,6 @@ def check_config(config) -> None:
     if float(d.get("p_uncond", 0.0)) > 0 and int(config.model.get("num_classes", 0)) <= 0:
         raise ValueError("config.diffusion.p_uncond > 0 (classifier-free guidance) needs a class-conditional "
                          "model: set config.model.num_classes")
-
-
-def ema_decay_at(step: jax.Array, decay: float, warmup: bool) -> jax.Array:
-    decay = jnp.float32(decay)
-    if warmup:
-        return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
-    return decay
 
 
 def make_init_state(model, tx, shape, num_classes: int, num_timesteps: int, importance: bool):
@@ -100,24 +94,23 @@ def train_step(state, batch, *, model, diffusion: GaussianDiffusion, tx, lr_sche
     noise = jax.random.normal(noise_rng, x_start.shape, jnp.float32)
     labels = conditioning(label_rng, batch, num_classes, p_uncond)
 
-    def loss_fn(params):
+    def loss_fn(params, batch, rng):
         def model_fn(x, s):
-            return model.apply({"params": params}, x, s, labels, train=True, rngs={"dropout": dropout_rng})
-        terms = losses.training_losses(diffusion, model_fn, x_start, t, noise, loss_type=loss_type,
-                                       hybrid_lambda=hybrid_lambda)
-        return jnp.mean(terms["loss"] * weights), terms
+            return model.apply({"params": params}, x, s, batch["label"], train=True, rngs={"dropout": rng})
+        terms = losses.training_losses(diffusion, model_fn, batch["x_start"], batch["t"], batch["noise"],
+                                       loss_type=loss_type, hybrid_lambda=hybrid_lambda)
+        return jnp.mean(terms["loss"] * batch["weight"]), terms
 
-    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
-    decay = ema_decay_at(state["step"], ema_decay, ema_warmup)
-    ema_params = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state["ema_params"], params)
-    new_state = {**state, "step": state["step"] + 1, "params": params, "ema_params": ema_params,
-                 "opt_state": opt_state}
+    inputs = {"x_start": x_start, "t": t, "noise": noise, "label": labels, "weight": weights}
+    result = gradient_step(loss_fn, state["params"], state["opt_state"], tx, inputs, has_aux=True, rng=dropout_rng,
+                           schedule=lr_schedule, step=state["step"])
+    terms = result.aux
+    ema_params = ema_update(state["ema_params"], result.params, ema_decay_at(state["step"], ema_decay, ema_warmup))
+    new_state = {**state, "step": state["step"] + 1, "params": result.params, "ema_params": ema_params,
+                 "opt_state": result.opt_state}
     if importance:
         new_state["resampler"] = resample.update(state["resampler"], t, terms["loss"])
-    metrics = {"loss": loss, "mse": jnp.mean(terms["mse"]), "vb": jnp.mean(terms["vb"]),
-               "grad_norm": optax.tree.norm(grads), "learning_rate": lr_schedule(state["step"])}
+    metrics = {**result.metrics, "mse": jnp.mean(terms["mse"]), "vb": jnp.mean(terms["vb"])}
     return new_state, metrics
 
 

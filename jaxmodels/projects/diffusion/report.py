@@ -12,10 +12,8 @@ Used by ``train/diffusion_sample.py`` and ``colabs/diffusion.ipynb``:
 """
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
 import time
 from typing import Callable, Iterable, Sequence
 
@@ -26,6 +24,7 @@ import numpy as np
 from jaxmodels.diffusion import pipeline
 from jaxmodels.diffusion.gaussian import diffusion_from_config
 from jaxmodels.diffusion.likelihood import calc_bpd_loop
+from jaxmodels.training.files import atomic_write, atomic_write_json, atomic_write_text
 
 
 def nll_bpd(model, variables: dict, config, images: np.ndarray, *, batch_size: int = 128, seed: int = 0,
@@ -97,14 +96,6 @@ def sampler_sweep(model, variables: dict, config, runs: Iterable[tuple[str, int]
     return rows
 
 
-def _atomic_write(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False) as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
-
-
 def markdown_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
     def fmt(v):
         return f"{v:.4g}" if isinstance(v, float) else str(v)
@@ -115,8 +106,8 @@ def markdown_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
 
 def write_results(out_dir: str, rows: Sequence[dict], nll: dict | None, meta: dict) -> None:
     """results.json (everything) and results.md (tables)."""
-    _atomic_write(os.path.join(out_dir, "results.json"),
-                  json.dumps({"meta": meta, "nll": nll, "samplers": list(rows)}, indent=2, sort_keys=True))
+    atomic_write_json(os.path.join(out_dir, "results.json"), {"meta": meta, "nll": nll, "samplers": list(rows)},
+                      indent=2, sort_keys=True)
     parts = [f"# Diffusion evaluation: {meta.get('workdir', '')} (step {meta.get('step', '?')})", ""]
     if nll:
         parts += [f"NLL (all-T variational bound): **{nll['bpd']:.3f} ± {nll['bpd_stderr']:.3f} bits/dim** on "
@@ -125,7 +116,7 @@ def write_results(out_dir: str, rows: Sequence[dict], nll: dict | None, meta: di
     if rows:
         score_columns = [c for c in rows[0] if c not in ("sampler", "steps", "nfe", "num_samples", "seconds_per_sample", "grid")]
         parts += [markdown_table(rows, ["sampler", "steps", "nfe", *score_columns, "seconds_per_sample"]), ""]
-    _atomic_write(os.path.join(out_dir, "results.md"), "\n".join(parts))
+    atomic_write_text(os.path.join(out_dir, "results.md"), "\n".join(parts))
 
 
 def plot_quality(rows: Sequence[dict], path: str, metric: str, reference: float | None = None,
@@ -147,10 +138,7 @@ def plot_quality(rows: Sequence[dict], path: str, metric: str, reference: float 
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=directory, suffix=".png", delete=False) as tmp:
-        fig.savefig(tmp, format="png")
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png")
     plt.close(fig)
-    os.replace(tmp.name, path)
     return path

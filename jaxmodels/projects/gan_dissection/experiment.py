@@ -35,7 +35,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jaxmodels import models
 from jaxmodels.data import make_eval_iterator, make_train_iterator
@@ -45,7 +44,9 @@ from jaxmodels.diffusion.pipeline import save_grid
 from jaxmodels.gan import losses
 from jaxmodels.gan.progan import Discriminator, Generator, discriminator_from_config, sample_latents
 from jaxmodels.training.loop import Experiment, TrainResult, train
+from jaxmodels.training.ema import ema_decay_at, ema_update
 from jaxmodels.training.optimizers import build_optimizer, learning_rate_schedule
+from jaxmodels.training.step import gradient_step
 
 GAN_LOSSES = ("wgan_gp", "nonsaturating")
 
@@ -74,11 +75,6 @@ def check_config(config, generator: Generator, discriminator: Discriminator) -> 
     if channels != generator.num_channels:
         raise ValueError(f"config.data.channels={channels} differs from config.model.num_channels="
                          f"{generator.num_channels}")
-
-
-def ema_decay_at(step: jax.Array, decay: float, warmup: bool) -> jax.Array:
-    decay = jnp.float32(decay)
-    return jnp.minimum(decay, (1.0 + step) / (10.0 + step)) if warmup else decay
 
 
 def rbg_key(rng: jax.Array) -> jax.Array:
@@ -145,10 +141,10 @@ def train_step(state, batch, *, generator: Generator, discriminator: Discriminat
     def critic_update(d_params, d_opt_state, real_i, key):
         z_key, mix_key = jax.random.split(key)
         fake = generator.apply({"params": g_params}, sample_latents(z_key, m, generator.latent_dim))
-        (d_loss, aux), grads = jax.value_and_grad(d_loss_fn, has_aux=True)(d_params, real_i, fake, mix_key)
-        updates, d_opt_state = d_tx.update(grads, d_opt_state, d_params)
-        d_params = optax.apply_updates(d_params, updates)
-        return d_params, d_opt_state, {"d_loss": d_loss, "d_grad_norm": optax.tree.norm(grads), **aux}
+        result = gradient_step(lambda params, pair, rng: d_loss_fn(params, *pair, rng), d_params, d_opt_state, d_tx,
+                               (real_i, fake), has_aux=True, rng=mix_key)
+        metrics = {"d_loss": result.metrics["loss"], "d_grad_norm": result.metrics["grad_norm"], **result.aux}
+        return result.params, result.opt_state, metrics
 
     d_params, d_opt_state, history = state["disc_params"], state["opt_state"]["discriminator"], []
     for real_i, key in zip(reals, jax.random.split(d_rng, n_critic)):  # unrolled: n_critic is small
@@ -159,18 +155,16 @@ def train_step(state, batch, *, generator: Generator, discriminator: Discriminat
     z = sample_latents(g_rng, m, generator.latent_dim)
     g_loss_of_scores = losses.wgan_generator_loss if loss == "wgan_gp" else losses.nonsaturating_generator_loss
 
-    def g_loss_fn(params):
-        return g_loss_of_scores(discriminator.apply({"params": d_params}, generator.apply({"params": params}, z)))
+    def g_loss_fn(params, latents):
+        return g_loss_of_scores(discriminator.apply({"params": d_params}, generator.apply({"params": params}, latents)))
 
-    g_loss, g_grads = jax.value_and_grad(g_loss_fn)(g_params)
-    updates, g_opt_state = g_tx.update(g_grads, state["opt_state"]["generator"], g_params)
-    g_params = optax.apply_updates(g_params, updates)
-    decay = ema_decay_at(state["step"], ema_decay, ema_warmup)
-    ema_params = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state["ema_params"], g_params)
-    new_state = {**state, "step": state["step"] + 1, "params": g_params, "ema_params": ema_params,
-                 "disc_params": d_params, "opt_state": {"generator": g_opt_state, "discriminator": d_opt_state}}
-    metrics = {"loss": d_metrics["d_loss"], **d_metrics, "g_loss": g_loss, "g_grad_norm": optax.tree.norm(g_grads),
-               "learning_rate": lr_schedule(state["step"])}
+    g = gradient_step(g_loss_fn, g_params, state["opt_state"]["generator"], g_tx, z, schedule=lr_schedule,
+                      step=state["step"])
+    ema_params = ema_update(state["ema_params"], g.params, ema_decay_at(state["step"], ema_decay, ema_warmup))
+    new_state = {**state, "step": state["step"] + 1, "params": g.params, "ema_params": ema_params,
+                 "disc_params": d_params, "opt_state": {"generator": g.opt_state, "discriminator": d_opt_state}}
+    metrics = {"loss": d_metrics["d_loss"], **d_metrics, "g_loss": g.metrics["loss"],
+               "g_grad_norm": g.metrics["grad_norm"], "learning_rate": g.metrics["learning_rate"]}
     return new_state, metrics
 
 

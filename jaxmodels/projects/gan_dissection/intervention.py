@@ -68,6 +68,7 @@ import numpy as np
 import optax
 
 from jaxmodels.projects.gan_dissection.dissection import GenerateFn, SegmentFn, sample_z
+from jaxmodels.training.step import gradient_step
 
 RenderFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 
@@ -398,17 +399,16 @@ def optimize_unit_set(render_fn: RenderFn, segment_fn: SegmentFn, class_id: int,
     terms = functools.partial(_ace_terms, render_fn, segment_fn, int(class_id))
     optimizer = optax.adam(learning_rate)
 
-    def loss_fn(alpha, zp, zc, weight):
+    def loss_fn(alpha, batch):
+        zp, zc, weight = batch
         erase, add = terms(alpha, k, zp, zc, False)
         data = _weighted_data_term(erase, add, weight)
         return data + l2_lambda * jnp.sum(alpha ** 2), data
 
     @jax.jit
     def train_step(alpha, opt_state, zp, zc, weight):
-        (_, data), grads = jax.value_and_grad(loss_fn, has_aux=True)(alpha, zp, zc, weight)
-        updates, opt_state = optimizer.update(grads, opt_state, alpha)
-        alpha = jnp.clip(optax.apply_updates(alpha, updates), 0.0, 1.0)   # ablation.clamp_(0, 1)
-        return alpha, opt_state, data
+        result = gradient_step(loss_fn, alpha, opt_state, optimizer, (zp, zc, weight), has_aux=True)
+        return jnp.clip(result.params, 0.0, 1.0), result.opt_state, result.aux   # ablation.clamp_(0, 1)
 
     @functools.partial(jax.jit, static_argnums=4)
     def eval_step(alpha, zp, zc, weight, hard):

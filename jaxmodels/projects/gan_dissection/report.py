@@ -24,7 +24,6 @@ as the official ``aceoptimize.py``), trained on samples where the concept is pre
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Sequence
 
@@ -37,6 +36,7 @@ from jaxmodels.projects.gan_dissection import dissection
 from jaxmodels.projects.gan_dissection import fid
 from jaxmodels.projects.gan_dissection import intervention
 from jaxmodels.gan.progan import Generator, Intervention
+from jaxmodels.training.files import atomic_write, atomic_write_json, atomic_write_text
 
 
 @dataclasses.dataclass
@@ -128,19 +128,12 @@ class GanFunctions:
 
 
 def _savefig(fig, path: str) -> None:
+    """Writes ``fig`` as a PNG atomically and closes it."""
     import matplotlib.pyplot as plt
 
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, path)
-
-
-def _write_text(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def unit_figure(fns: GanFunctions, result: dissection.DissectionResult, unit: int, num: int, path: str) -> None:
@@ -315,9 +308,9 @@ def write_report(generator: Generator, g_variables, segmenter, s_variables, out_
                                 num_samples=opts.num_samples, seed=opts.seed, threshold_seed=opts.threshold_seed,
                                 batch_size=opts.batch_size, top_k=top_k, class_names=tuple(class_names),
                                 ignore_classes=[list(class_names).index(n) for n in opts.ignore_classes])
-    _write_text(os.path.join(out_dir, "dissection.json"), result.to_json())
-    _write_text(os.path.join(out_dir, "units.md"), result.markdown_table() + "\n")
-    _write_text(os.path.join(out_dir, "concepts.md"), result.concept_summary_markdown() + "\n")
+    atomic_write_text(os.path.join(out_dir, "dissection.json"), result.to_json())
+    atomic_write_text(os.path.join(out_dir, "units.md"), result.markdown_table() + "\n")
+    atomic_write_text(os.path.join(out_dir, "concepts.md"), result.concept_summary_markdown() + "\n")
     num_interpretable = int(result.interpretable.sum())
     log(f"  {num_interpretable}/{fns.num_units} interpretable units")
 
@@ -333,8 +326,8 @@ def write_report(generator: Generator, g_variables, segmenter, s_variables, out_
         res = concept_interventions(fns, result, c, opts)
         insertions.append(insertion_figure(fns, res, opts, os.path.join(out_dir, f"insertion_{class_names[c]}.png")))
         concept_results.append(res)
-    _write_text(os.path.join(out_dir, "ablation.json"),
-                json.dumps({"concepts": concept_results, "insertions": insertions}, indent=1))
+    atomic_write_json(os.path.join(out_dir, "ablation.json"), {"concepts": concept_results, "insertions": insertions},
+                      indent=1)
     if concept_results:
         ablation_plot(concept_results, os.path.join(out_dir, "ablation.png"))
 
@@ -351,7 +344,7 @@ def write_report(generator: Generator, g_variables, segmenter, s_variables, out_
                                           latent_dim=fns.latent_dim, batch_size=opts.batch_size)
         artifacts["unit_fid"] = np.asarray(unit_fid, np.float64).tolist()
         artifacts["real_trace"] = float(np.trace(real.cov))
-        _write_text(os.path.join(out_dir, "artifacts.json"), json.dumps(artifacts, indent=1))
+        atomic_write_json(os.path.join(out_dir, "artifacts.json"), artifacts, indent=1)
 
     summary = {"layer": opts.layer, "num_units": fns.num_units, "num_samples": opts.num_samples,
                "interpretable_units": num_interpretable,
@@ -366,9 +359,9 @@ def write_report(generator: Generator, g_variables, segmenter, s_variables, out_
     if artifacts is not None:
         summary["artifacts"] = {k: artifacts[k] for k in ("fid_original", "fid_ablated", "fid_random")}
         summary["artifacts"]["num_units"] = len(artifacts["units"])
-    _write_text(os.path.join(out_dir, "summary.json"), json.dumps(summary, indent=1))
-    _write_text(os.path.join(out_dir, "report.md"),
-                markdown_report(result, summary, figure_units, concept_results, insertions, artifacts, opts))
+    atomic_write_json(os.path.join(out_dir, "summary.json"), summary, indent=1)
+    atomic_write_text(os.path.join(out_dir, "report.md"),
+                      markdown_report(result, summary, figure_units, concept_results, insertions, artifacts, opts))
     return summary
 
 

@@ -19,14 +19,12 @@ mean IoU, per-class IoU and per-class pixel frequency of the held-out set.
 from __future__ import annotations
 
 import functools
-import json
 import os
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jaxmodels import models
 from jaxmodels.data.generative import to_model_range  # uint8 -> [-1, 1], the generator's range
@@ -35,8 +33,10 @@ from jaxmodels.projects.gan_dissection.scenes import build_source
 from jaxmodels.projects.gan_dissection.scenes import CLASSES
 from jaxmodels.projects.gan_dissection.experiment import rbg_key  # fast-compiling init on XLA:CPU
 from jaxmodels.training import mesh as mesh_lib
+from jaxmodels.training.files import atomic_write_json
 from jaxmodels.training.loop import Experiment, TrainResult, train
 from jaxmodels.training.optimizers import build_optimizer, learning_rate_schedule
+from jaxmodels.training.step import gradient_step
 
 
 def check_config(config) -> None:
@@ -126,16 +126,15 @@ def make_init_state(model, tx, image_size: int):
 def train_step(state, batch, *, model, tx, lr_schedule):
     segmentation = batch["segmentation"].astype(jnp.int32)
 
-    def loss_fn(params):
-        logits = model.apply({"params": params}, batch["image"].astype(jnp.float32), train=True)
-        return jnp.mean(pixel_cross_entropy(logits, segmentation)), logits
+    def loss_fn(params, batch):
+        logits = model.apply({"params": params}, batch["image"], train=True)
+        return jnp.mean(pixel_cross_entropy(logits, batch["segmentation"])), logits
 
-    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
-    metrics = {"loss": loss, "pixel_accuracy": jnp.mean(pixel_accuracy(logits, segmentation)),
-               "grad_norm": optax.tree.norm(grads), "learning_rate": lr_schedule(state["step"])}
-    return {**state, "step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
+    inputs = {"image": batch["image"].astype(jnp.float32), "segmentation": segmentation}
+    result = gradient_step(loss_fn, state["params"], state["opt_state"], tx, inputs, has_aux=True,
+                           schedule=lr_schedule, step=state["step"])
+    metrics = {**result.metrics, "pixel_accuracy": jnp.mean(pixel_accuracy(result.aux, segmentation))}
+    return {**state, "step": state["step"] + 1, "params": result.params, "opt_state": result.opt_state}, metrics
 
 
 def eval_step(state, batch, *, model):
@@ -164,12 +163,6 @@ def dataset_confusion(confusion_fn, state, batches) -> np.ndarray:
     return np.asarray(jax.device_get(total), np.float64)
 
 
-def _write_json(path: str, value) -> None:
-    with open(path + ".tmp", "w") as f:
-        json.dump(value, f, indent=2)
-    os.replace(path + ".tmp", path)
-
-
 def make_experiment(config, workdir: str | None = None) -> Experiment:
     """Model, optimiser, scene iterators, step functions and the IoU evaluation for ``config``."""
     check_config(config)
@@ -196,9 +189,9 @@ def make_experiment(config, workdir: str | None = None) -> Experiment:
 
     def on_eval(step, state, metrics):
         if workdir is not None and jax.process_index() == 0:
-            _write_json(os.path.join(workdir, "results.json"),
-                        {"step": int(step), "num_test_scenes": len(eval_source), "classes": list(CLASSES),
-                         "loss": metrics["loss"], **latest})
+            atomic_write_json(os.path.join(workdir, "results.json"),
+                              {"step": int(step), "num_test_scenes": len(eval_source), "classes": list(CLASSES),
+                               "loss": metrics["loss"], **latest}, indent=2)
         return None
 
     return Experiment(

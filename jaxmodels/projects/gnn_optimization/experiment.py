@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmodels.projects.gnn_optimization import linear_gnn as opt
-from jaxmodels.training.metrics import MetricWriter
+from jaxmodels.training.metrics import MetricWriter, console
 
 MODELS = {  # config name -> (activation, skip)
     "linear": ("linear", False),
@@ -130,7 +130,7 @@ def run_name(r: dict) -> str:
     return f"{r['group']}/{r['aggregation']}/{r['model']}/H{r['depth']}/{r['labels']}/seed{r['seed']}"
 
 
-def run_comparisons(config, graph: Graph, progress=print) -> tuple[list[dict], dict]:
+def run_comparisons(config, graph: Graph, progress=console) -> tuple[list[dict], dict]:
     dtype = jnp.dtype(config.dtype)
     X = jnp.asarray(node_features(graph.features, graph.labelled_idx, pca_dim=config.data.pca_dim,
                                   scale=config.feature_scale), dtype)
@@ -426,12 +426,15 @@ def summary(rows: list[dict], found: dict) -> str:
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
-    """Runs the study of ``config`` and writes results, table, curves, figures and metrics to ``workdir``."""
+    """Runs the study of ``config`` and writes results, table, curves, figures and metrics to ``workdir``.
+
+    Returns what ``results.json`` holds and, under ``"figures"``, the file names of the figures.
+    """
     start = time.perf_counter()
     os.makedirs(workdir, exist_ok=True)
     with jax.enable_x64(config.dtype == "float64"):
         graph = load_graph(config.data)
-        records, curves = run_comparisons(config, graph, progress=lambda line: print(line, flush=True))
+        records, curves = run_comparisons(config, graph)
     found = findings(records)
     rows = mean_over_seeds(records)
     runtime = time.perf_counter() - start
@@ -454,7 +457,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
                            for name, curve in curves.items() for key, value in curve.items()})
     write_metrics(workdir, records, curves, config.log_every_steps)
     figures = plot_figures(workdir, records, curves)
-    print(summary(rows, found), flush=True)
-    print(f"Wrote {len(records)} runs to {os.path.abspath(workdir)}: results.json, rates.md, curves.npz, "
-          f"{', '.join(os.path.basename(p) for p in figures)} ({runtime:.0f}s)", flush=True)
-    return results
+    return dict(results, figures=[os.path.basename(p) for p in figures])
+
+
+def describe(workdir: str, results: dict) -> str:
+    """The end-of-run console summary: the findings and where ``train_and_evaluate`` wrote its files."""
+    return (summary(results["mean_over_seeds"], results["findings"]) + "\n"
+            f"Wrote {len(results['runs'])} runs to {os.path.abspath(workdir)}: results.json, rates.md, curves.npz, "
+            f"{', '.join(results['figures'])} ({results['runtime_s']:.0f}s)")

@@ -31,8 +31,10 @@ from jaxmodels.data import make_eval_iterator, make_train_iterator
 from jaxmodels.text import pretraining_data
 from jaxmodels.text.generation import generate
 from jaxmodels.text.tokenizers import ByteLevelBPETokenizer, train_byte_level_bpe
+from jaxmodels.training.files import atomic_write_text
 from jaxmodels.training.loop import Experiment, TrainResult, train
 from jaxmodels.training.optimizers import build_optimizer, learning_rate_schedule
+from jaxmodels.training.step import gradient_step
 
 EOS = "<|endoftext|>"
 
@@ -106,16 +108,14 @@ def train_step(state, batch, *, model, tx, schedule):
     rng = jax.random.fold_in(state["rng"], state["step"])
     tokens = batch["tokens"]
 
-    def loss_fn(params):
+    def loss_fn(params, tokens, rng):
         logits = model.apply({"params": params}, tokens[:, :-1], deterministic=False, rngs={"dropout": rng})
         return jnp.mean(lm_loss(logits, tokens[:, 1:]))
 
-    loss, grads = jax.value_and_grad(loss_fn)(state["params"])
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
-    metrics = {"loss": loss, "perplexity": jnp.exp(loss), "learning_rate": schedule(state["step"]),
-               "grad_norm": optax.global_norm(grads)}
-    return {**state, "step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
+    result = gradient_step(loss_fn, state["params"], state["opt_state"], tx, tokens, rng=rng, schedule=schedule,
+                           step=state["step"])
+    metrics = {**result.metrics, "perplexity": jnp.exp(result.metrics["loss"])}
+    return {**state, "step": state["step"] + 1, "params": result.params, "opt_state": result.opt_state}, metrics
 
 
 def eval_step(state, batch, *, model):
@@ -153,12 +153,7 @@ def sample_writer(config, workdir: str, model, tokenizer):
                            temperature=temperature, top_k=int(config.sample.top_k), stop_tokens=(tokenizer.eos_id,))
             tokens = np.asarray(out["tokens"][0, :int(out["lengths"][0])]).tolist()
             lines.append(f"{name}: {prompt}{tokenizer.decode([t for t in tokens if t != tokenizer.eos_id])}")
-        directory = os.path.join(workdir, "samples")
-        os.makedirs(directory, exist_ok=True)
-        path = os.path.join(directory, f"step_{step}.txt")
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(path + ".tmp", path)
+        atomic_write_text(os.path.join(workdir, "samples", f"step_{step}.txt"), "\n".join(lines) + "\n")
         return None
 
     return write

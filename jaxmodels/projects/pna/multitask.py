@@ -16,6 +16,7 @@ Run directory (besides the loop's checkpoints/, tensorboard/, metrics.jsonl):
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -26,7 +27,6 @@ import jax.numpy as jnp
 import jraph
 import ml_collections
 import numpy as np
-import optax
 
 from jaxmodels.projects.pna import multitask_data as mt_data
 from jaxmodels.graph import batching, ops
@@ -34,9 +34,10 @@ from jaxmodels.graph.models import multitask_from_config as model_from_config
 from jaxmodels.training import checkpoint as ckpt_lib
 from jaxmodels.training import mesh as mesh_lib
 from jaxmodels.training.loop import Experiment, TrainResult, evaluate, train
+from jaxmodels.training.metrics import console
 from jaxmodels.training.optimizers import build_optimizer
+from jaxmodels.training.step import gradient_step
 
-SHARD_AXIS = "shards"
 TASKS = mt_data.TASKS
 
 
@@ -54,16 +55,24 @@ def batch_to_graphs(batch: mt_data.MultitaskBatch) -> list[jraph.GraphsTuple]:
 
 def padded_split(batches: list[mt_data.MultitaskBatch], num_shards: int,
                  round_to: int | str = 64) -> tuple[list[jraph.GraphsTuple], batching.PaddingBudget]:
-    """Every batch of a split padded to one budget, with a leading shard axis."""
+    """This process's shards of every batch of a split, padded to one budget (that of every shard of
+    every batch, so all processes compile one step), with a leading shard axis."""
     graph_batches = [batch_to_graphs(b) for b in batches]
     budget = batching.budget_for_batches(graph_batches, num_shards, round_to=round_to)
-    return [batching.make_batch(graphs, budget, num_shards) for graphs in graph_batches], budget
+    return batching.local_batches(graph_batches, budget, num_shards), budget
 
 
-def num_batch_shards(mesh_cfg) -> int:
-    """Shards per batch = devices on the mesh's batch axes (data x fsdp), per process."""
-    data, fsdp, _ = mesh_lib.mesh_shape(mesh_cfg, jax.device_count())
-    return max(1, data * fsdp // jax.process_count())
+def train_batches(dataset: mt_data.MultitaskDataset, num_shards: int, *, shuffle: bool, seed: int,
+                  **process) -> tuple[batching.FixedBatches, jraph.GraphsTuple]:
+    """The official loop's fixed training batches, in order or reshuffled every epoch (this process's
+    shards of each; ``process``: ``process_index``/``process_count``, JAX's by default); and one padded
+    shard (the first of the first batch) to initialise the model with."""
+    graph_batches = [batch_to_graphs(b) for b in dataset.splits["train"]]
+    budget = batching.budget_for_batches(graph_batches, num_shards)
+    example = jax.tree.map(lambda x: x[0], batching.make_batch(graph_batches[0], budget, num_shards))
+    iterator = batching.FixedBatches(graph_batches, budget, num_shards=num_shards, shuffle=shuffle, seed=seed,
+                                     **process)
+    return iterator, example
 
 
 # ----------------------------------------------------------------------------------------------
@@ -80,7 +89,7 @@ def _masked_task_mse(model, variables, graph, train: bool, mutable=False):
         node_pred, graph_pred = model.apply(variables, g, train=train)
         return node_pred, graph_pred, {}
 
-    node_pred, graph_pred, new_stats = jax.vmap(apply, axis_name=SHARD_AXIS)(graph)
+    node_pred, graph_pred, new_stats = jax.vmap(apply, axis_name=batching.SHARD_AXIS)(graph)
     node_mask = jax.vmap(ops.node_mask)(graph)[..., None]  # [S, nodes, 1]
     graph_mask = jax.vmap(ops.graph_mask)(graph)[..., None]
     node_err = jnp.where(node_mask, (node_pred - graph.nodes["targets"]) ** 2, 0.0)  # padding never leaks
@@ -97,18 +106,16 @@ def total_loss(node_mse, graph_mse):
 
 
 def train_step(state, batch, *, model, tx):
-    def loss_fn(params):
+    def loss_fn(params, graph, collections):
         node_mse, graph_mse, new_stats = _masked_task_mse(
-            model, {"params": params, "batch_stats": state["batch_stats"]}, batch, train=True, mutable=True)
-        return total_loss(node_mse, graph_mse), (new_stats, node_mse, graph_mse)
+            model, {"params": params, "batch_stats": collections}, graph, train=True, mutable=True)
+        return total_loss(node_mse, graph_mse), ((node_mse, graph_mse), new_stats)
 
-    (loss, (new_stats, node_mse, graph_mse)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
-    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
-    new_state = {**state, "step": state["step"] + 1, "params": params, "opt_state": opt_state,
-                 "batch_stats": new_stats if new_stats else state["batch_stats"]}
-    return new_state, metrics
+    result = gradient_step(loss_fn, state["params"], state["opt_state"], tx, batch, has_aux=True,
+                           collections=state["batch_stats"])
+    new_state = {**state, "step": state["step"] + 1, "params": result.params, "opt_state": result.opt_state,
+                 "batch_stats": result.collections if result.collections else state["batch_stats"]}
+    return new_state, result.metrics
 
 
 def eval_step(state, batch, *, model):
@@ -173,12 +180,21 @@ class EarlyStopping:
 # the experiment
 
 
-def load_data(config) -> mt_data.MultitaskDataset:
+def cache_dir(config, workdir: str | None = None) -> str:
+    """Where the generated benchmark is cached: ``config.data.cache_dir``, or ``<workdir>/data`` when
+    it is empty (share one cache between the seven models' runs by passing the same directory)."""
+    if config.data.cache_dir:
+        return os.path.expanduser(config.data.cache_dir)
+    if workdir is None:
+        raise ValueError("config.data.cache_dir is empty and no workdir was given to cache the benchmark in")
+    return os.path.join(workdir, "data")
+
+
+def load_data(config, workdir: str | None = None) -> mt_data.MultitaskDataset:
     d = config.data
-    cache_dir = os.path.expanduser(d.cache_dir)
     graphs_per_batch = d.get("graphs_per_batch", None)
     graphs_per_batch = graphs_per_batch.to_dict() if hasattr(graphs_per_batch, "to_dict") else graphs_per_batch
-    dataset = mt_data.load_or_generate(cache_dir, seed=int(d.seed), extrapolation=False,
+    dataset = mt_data.load_or_generate(cache_dir(config, workdir), seed=int(d.seed), extrapolation=False,
                                        connectivity=d.connectivity, graphs_per_batch=graphs_per_batch)
     return dataset.normalised()
 
@@ -199,17 +215,21 @@ def resolve_config(config, dataset: mt_data.MultitaskDataset) -> ml_collections.
     config.eval_every_steps = int(config.eval_every_epochs) * steps_per_epoch
     if int(config.get("checkpoint_every_epochs", 0)):
         config.checkpoint_every_steps = int(config.checkpoint_every_epochs) * steps_per_epoch
-    config.model.axis_name = SHARD_AXIS
+    config.model.axis_name = batching.SHARD_AXIS
     return config
 
 
-def make_experiment(config, workdir: str, dataset: mt_data.MultitaskDataset):
+def make_training(config, dataset: mt_data.MultitaskDataset) -> tuple[Experiment, nn.Module]:
+    """The experiment without early stopping (init, steps, this process's train and val batches); the model.
+
+    Batches are split into one shard per device on the mesh's batch axes (``mesh.num_batch_devices``).
+    """
     model = model_from_config(config.model)
-    shards = num_batch_shards(config.mesh)
-    train_batches, train_budget = padded_split(dataset.splits["train"], shards)
+    shards = mesh_lib.num_batch_devices(config.mesh)
+    train_iter, example = train_batches(dataset, shards, shuffle=bool(config.data.shuffle_batches),
+                                        seed=int(config.seed))
     val_batches, _ = padded_split(dataset.splits["val"], shards)
     tx = build_optimizer(config.optimizer, config.num_train_steps)
-    example = jax.tree.map(lambda x: x[0], train_batches[0])
     init_model = model.clone(axis_name=None)
 
     def init_state(rng):
@@ -219,17 +239,22 @@ def make_experiment(config, workdir: str, dataset: mt_data.MultitaskDataset):
         return {"step": jnp.zeros((), jnp.int32), "params": params, "batch_stats": variables.get("batch_stats", {}),
                 "opt_state": tx.init(params), "rng": state_rng}
 
-    stopper = EarlyStopping(workdir, config, patience=int(config.patience_epochs) // int(config.eval_every_epochs),
-                            eval_every=int(config.eval_every_steps))
     experiment = Experiment(
         init_state=init_state,
         train_step=functools.partial(train_step, model=model, tx=tx),
-        train_iter=batching.FixedBatches(train_batches, shuffle=bool(config.data.shuffle_batches), seed=config.seed),
+        train_iter=train_iter,
         eval_step=functools.partial(eval_step, model=model),
         eval_iter_fn=lambda: iter(val_batches),
-        on_eval=stopper,
     )
-    return experiment, stopper, model, init_state
+    return experiment, model
+
+
+def make_experiment(config, workdir: str, dataset: mt_data.MultitaskDataset):
+    """:func:`make_training` with early stopping on the validation loss (the best weights kept in ``best/``)."""
+    experiment, model = make_training(config, dataset)
+    stopper = EarlyStopping(workdir, config, patience=int(config.patience_epochs) // int(config.eval_every_epochs),
+                            eval_every=int(config.eval_every_steps))
+    return dataclasses.replace(experiment, on_eval=stopper), stopper, model, experiment.init_state
 
 
 def test_variables(model, variables, dataset: mt_data.MultitaskDataset, splits: list[str], shards: int, mesh):
@@ -317,7 +342,7 @@ def plot_extrapolation(workdir: str, name: str, summary: dict) -> None:
 def train_and_evaluate(config, workdir: str) -> TrainResult:
     """Trains one model of the benchmark, then tests its best-validation weights."""
     workdir = ckpt_lib.absolute_path(workdir)
-    dataset = load_data(config)
+    dataset = load_data(config, workdir)
     config = resolve_config(config, dataset)
     experiment, stopper, model, init_state = make_experiment(config, workdir, dataset)
     result = train(experiment, config, workdir)
@@ -329,13 +354,13 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
     stopper.close()
     variables = best if best is not None else {"params": result.state["params"],
                                                "batch_stats": result.state["batch_stats"]}
-    shards = num_batch_shards(config.mesh)
+    shards = mesh_lib.num_batch_devices(config.mesh)
     test_splits = [s for s in dataset.splits if s not in ("train",)]
     variables = jax.device_put(variables, mesh_lib.replicated(result.mesh))
     mse = test_variables(model, variables, dataset, test_splits, shards, result.mesh)
     baselines = {split: dataset.baseline_mse(split) for split in test_splits}
     if config.data.extrapolation:
-        extra_data = mt_data.load_or_generate(os.path.expanduser(config.data.cache_dir), seed=int(config.data.seed),
+        extra_data = mt_data.load_or_generate(cache_dir(config, workdir), seed=int(config.data.seed),
                                               extrapolation=True, connectivity=config.data.connectivity,
                                               graphs_per_batch=dataset_graphs_per_batch(config))
         # normalise by *this* training set's maxima (the extrapolation file regenerates the same train split)
@@ -356,8 +381,8 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
         write_report(workdir, config.get("name", config.model.conv), summary, extra)
         plot_extrapolation(workdir, config.get("name", config.model.conv), summary)
         for split, s in summary.items():
-            print(f"{split}: average log10 MSE {s['average']:.3f} (baseline {s['baseline_average']:.3f}); "
-                  + ", ".join(f"{t} {s['log10_mse'][t]:.2f}" for t in TASKS), flush=True)
+            console(f"{split}: average log10 MSE {s['average']:.3f} (baseline {s['baseline_average']:.3f}); "
+                    + ", ".join(f"{t} {s['log10_mse'][t]:.2f}" for t in TASKS))
     result.eval_metrics = {**result.eval_metrics, **{f"test_{k}": v["average"] for k, v in summary.items()}}
     return result
 

@@ -51,15 +51,16 @@ import json
 import math
 import os
 import random
-import sys
-import tempfile
 import time
 from typing import Mapping
 
 import networkx as nx
 import numpy as np
 import threadpoolctl
+from absl import logging
 from scipy.sparse import csgraph
+
+from jaxmodels.training.files import atomic_save_npz
 
 FORMAT_VERSION = 1
 DEFAULT_SEED = 1234
@@ -577,8 +578,8 @@ def _generate_dataset(seed, extrapolation, connectivity, graphs_per_batch, graph
     total = sum(s.num_graphs for s in specs)
     start = time.perf_counter()
     if verbose:
-        print(f"[pna_multitask] generating {total} graphs (seed={seed}, extrapolation="
-              f"{extrapolation}, connectivity={connectivity}) ...", file=sys.stderr, flush=True)
+        logging.info("[pna_multitask] generating %d graphs (seed=%s, extrapolation=%s, connectivity=%s) ...",
+                     total, seed, extrapolation, connectivity)
     rs = np.random.RandomState(seed)  # re-seeded by every generate_graph call
     counter = seed
     splits: dict[str, list[MultitaskBatch]] = {}
@@ -607,9 +608,8 @@ def _generate_dataset(seed, extrapolation, connectivity, graphs_per_batch, graph
                 graph_types=np.asarray(types, dtype=np.int8)))
         splits[spec.name] = batches
         if verbose:
-            print(f"[pna_multitask]   {spec.name}: {spec.num_graphs} graphs, N="
-                  f"{spec.node_counts[0]}..{spec.node_counts[-1]} "
-                  f"({time.perf_counter() - start:.1f}s)", file=sys.stderr, flush=True)
+            logging.info("[pna_multitask]   %s: %d graphs, N=%d..%d (%.1fs)", spec.name, spec.num_graphs,
+                         spec.node_counts[0], spec.node_counts[-1], time.perf_counter() - start)
     return MultitaskDataset(splits=splits, seed=seed, extrapolation=extrapolation,
                             connectivity=connectivity)
 
@@ -660,19 +660,7 @@ def _save(dataset: MultitaskDataset, path: str, params: dict) -> None:
                 if field == "adjacency":
                     value = value.astype(np.uint8)  # 0/1; 4x smaller on disk
                 arrays[f"s{i:02d}_b{j:02d}_{field}"] = value
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".pna_multitask_", suffix=".npz.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_save_npz(path, arrays)
 
 
 def _load(path: str, params: dict) -> MultitaskDataset:
@@ -723,5 +711,5 @@ def load_or_generate(cache_dir: str | os.PathLike, seed: int = DEFAULT_SEED,
                                verbose)
     _save(dataset, path, params)
     if verbose:
-        print(f"[pna_multitask] cached to {path}", file=sys.stderr, flush=True)
+        logging.info("[pna_multitask] cached to %s", path)
     return dataset

@@ -24,10 +24,12 @@ import optax
 from jaxmodels.projects.pna import zinc_data
 from jaxmodels.graph import batching, ops
 from jaxmodels.graph.models import pna_regressor_from_config
-from jaxmodels.projects.pna.multitask import EarlyStopping, SHARD_AXIS, num_batch_shards
+from jaxmodels.projects.pna.multitask import EarlyStopping
 from jaxmodels.training import checkpoint as ckpt_lib
 from jaxmodels.training import mesh as mesh_lib
 from jaxmodels.training.loop import Experiment, TrainResult, evaluate, train
+from jaxmodels.training.metrics import console
+from jaxmodels.training.step import gradient_step
 
 
 def build_optimizer(opt_cfg, steps_per_epoch: int) -> optax.GradientTransformation:
@@ -53,25 +55,23 @@ def _predict(model, variables, graph, train: bool, mutable: bool):
             return out, updates.get("batch_stats", {})
         return model.apply(variables, g, train=train), {}
 
-    pred, stats = jax.vmap(apply, axis_name=SHARD_AXIS)(graph)
+    pred, stats = jax.vmap(apply, axis_name=batching.SHARD_AXIS)(graph)
     mask = jax.vmap(ops.graph_mask)(graph)
     return pred, mask, jax.tree.map(lambda x: x[0], stats)
 
 
 def train_step(state, batch, *, model, tx):
-    def loss_fn(params):
-        pred, mask, stats = _predict(model, {"params": params, "batch_stats": state["batch_stats"]}, batch,
+    def loss_fn(params, graph, collections):
+        pred, mask, stats = _predict(model, {"params": params, "batch_stats": collections}, graph,
                                      train=True, mutable=True)
-        err = jnp.where(mask, jnp.abs(pred - batch.globals["target"].reshape(pred.shape)), 0.0)
+        err = jnp.where(mask, jnp.abs(pred - graph.globals["target"].reshape(pred.shape)), 0.0)
         return err.sum() / jnp.maximum(mask.sum(), 1.0), stats
 
-    (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"], value=loss)
-    params = optax.apply_updates(state["params"], updates)
-    metrics = {"loss": loss, "learning_rate_scale": current_lr_scale(opt_state),
-               "grad_norm": optax.global_norm(grads)}
-    return {**state, "step": state["step"] + 1, "params": params, "opt_state": opt_state,
-            "batch_stats": stats if stats else state["batch_stats"]}, metrics
+    result = gradient_step(loss_fn, state["params"], state["opt_state"], tx, batch,
+                           collections=state["batch_stats"], optimizer_takes_loss=True)
+    metrics = {**result.metrics, "learning_rate_scale": current_lr_scale(result.opt_state)}
+    return {**state, "step": state["step"] + 1, "params": result.params, "opt_state": result.opt_state,
+            "batch_stats": result.collections if result.collections else state["batch_stats"]}, metrics
 
 
 def eval_step(state, batch, *, model):
@@ -82,6 +82,9 @@ def eval_step(state, batch, *, model):
 
 
 def load_splits(config) -> dict[str, list]:
+    if not config.data.root:
+        raise ValueError("config.data.root: required, the ZINC folder in PyG's raw layout "
+                         "(raw/{train,val,test}.pickle; see configs/pna_zinc.py)")
     root = os.path.expanduser(config.data.root)
     return {split: zinc_data.read_zinc(root, split, subset=bool(config.data.subset)) for split in ("train", "val", "test")}
 
@@ -92,9 +95,9 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
     config = ml_collections.ConfigDict(config.to_dict())
     if float(config.model.conv_options.get("delta", -1.0)) <= 0:
         config.model.conv_options.delta = zinc_data.pna_delta(splits["train"])  # PyG/realworld: node-level mean
-    config.model.axis_name = SHARD_AXIS
+    config.model.axis_name = batching.SHARD_AXIS
     batch_size = int(config.batch_size)
-    shards = num_batch_shards(config.mesh)
+    shards = mesh_lib.num_batch_devices(config.mesh)  # one shard of every batch per batch device
     if batch_size % shards:
         raise ValueError(f"config.batch_size={batch_size} must divide by the {shards} batch shards of the mesh")
     steps_per_epoch = len(splits["train"]) // batch_size
@@ -146,6 +149,6 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
             f.write(f"# {config.get('name', 'pna_zinc')}\n\n| set | MAE |\n|---|---|\n"
                     + "".join(f"| {k} | {v:.4f} |\n" for k, v in scores.items())
                     + f"\n{num_params:,} parameters; best validation step {stopper.best_step}.\n")
-        print(f"ZINC MAE: val {scores['val']:.4f}, test {scores['test']:.4f} ({num_params:,} parameters)", flush=True)
+        console(f"ZINC MAE: val {scores['val']:.4f}, test {scores['test']:.4f} ({num_params:,} parameters)")
     result.eval_metrics = {**result.eval_metrics, **{f"best_{k}_mae": v for k, v in scores.items()}}
     return result

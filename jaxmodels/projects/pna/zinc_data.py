@@ -21,12 +21,12 @@ Graphs follow PyG's processing exactly: the edges are the nonzero entries of ``b
 row-major order (sender = row, receiver = column), so every bond appears once per direction;
 the edge feature is the bond-type code at that entry.
 
-The pickles are read with a restricted unpickler, never plain ``pickle.load``: only torch's
-tensor rebuild functions, storage loading (whose inner bytes go through
-``torch.load(weights_only=True)``), ``collections.OrderedDict`` and ``_codecs.encode`` (how
-protocol-2 pickles spell ``bytes``) are resolved; any other global raises
-:class:`UnsafePickleError` naming the file and the refused global. Reading needs torch
-(tensors are how the files store arrays); the graphs themselves are numpy.
+The pickles are read with ``jaxmodels.training.serialization``'s restricted unpickler, never plain
+``pickle.load``: only torch's tensor rebuild functions, storage loading (whose inner bytes go through
+``jaxmodels.convert.state_dict.torch_load``, i.e. ``torch.load(weights_only=True)``),
+``collections.OrderedDict`` and ``_codecs.encode`` (how protocol-2 pickles spell ``bytes``) are
+resolved; any other global raises :class:`UnsafePickleError` naming the file and the refused global.
+Reading needs torch (tensors are how the files store arrays); the graphs themselves are numpy.
 """
 from __future__ import annotations
 
@@ -39,6 +39,9 @@ from typing import Any
 
 import jraph
 import numpy as np
+
+from jaxmodels.convert.state_dict import WeightFileError, torch_load
+from jaxmodels.training.serialization import UnsafePickleError, restricted_load
 
 SPLITS = ("train", "val", "test")
 # benchmarking-gnns data/molecules.py (and the PNA fork, and DGL's ZINCDataset docs): "known
@@ -58,10 +61,6 @@ class ZincFormatError(ValueError):
     """A ZINC raw file is missing or does not have the expected structure."""
 
 
-class UnsafePickleError(pickle.UnpicklingError):
-    """A pickle referenced a global outside the allowlist (or a safe global got unsafe arguments)."""
-
-
 def _require_torch(what: str):
     try:
         import torch
@@ -75,8 +74,9 @@ def _require_torch(what: str):
 # ----------------------------------------------------------------------------------- unpickling
 
 
-def _make_restricted_unpickler(torch, path: str):
-    """A pickle.Unpickler subclass that resolves only the globals a pickled list of tensors needs."""
+def _allowed_globals(torch, path: str) -> dict[tuple[str, str], Any]:
+    """The globals a pickled list of tensor dicts needs, each checking its arguments, for
+    ``jaxmodels.training.serialization.RestrictedUnpickler``."""
 
     storage_types = (torch.storage.TypedStorage, torch.storage.UntypedStorage)
 
@@ -85,16 +85,9 @@ def _make_restricted_unpickler(torch, path: str):
         if not isinstance(b, (bytes, bytearray)):
             raise UnsafePickleError(f"{path}: torch.storage._load_from_bytes got {type(b).__name__}, expected bytes")
         try:
-            storage = torch.load(io.BytesIO(bytes(b)), weights_only=True, map_location="cpu")
-        except Exception as e:  # weights_only refusals come out as UnpicklingError
-            lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-            # Keep torch's reason (e.g. "Trying to load unsupported GLOBAL posix.system ..."), not its
-            # advice to retry with weights_only=False.
-            reason = next((line for line in lines if "GLOBAL" in line or "Unsupported" in line),
-                          lines[-1] if lines else type(e).__name__)
-            raise UnsafePickleError(
-                f"{path}: refused an embedded tensor storage: torch.load(weights_only=True) rejected it "
-                f"({reason})") from None
+            storage = torch_load(io.BytesIO(bytes(b)), name="an embedded tensor storage")
+        except WeightFileError as e:  # e.g. "... failed (... GLOBAL posix.system ...)"
+            raise UnsafePickleError(f"{path}: refused {e}") from None
         if not isinstance(storage, storage_types):
             raise UnsafePickleError(
                 f"{path}: an embedded tensor storage loaded as {type(storage).__name__}, expected a torch storage")
@@ -112,34 +105,12 @@ def _make_restricted_unpickler(torch, path: str):
         rebuild.__name__ = fn.__name__
         return rebuild
 
-    def codecs_encode(obj, encoding="utf-8", errors="strict"):
-        # Protocol-2 pickles write bytes as _codecs.encode(str, 'latin1').
-        if not isinstance(obj, str) or encoding != "latin1" or errors != "strict":
-            raise UnsafePickleError(f"{path}: _codecs.encode is only allowed as encode(str, 'latin1')")
-        return obj.encode("latin1")
-
-    allowed = {
+    return {
         ("torch._utils", "_rebuild_tensor_v2"): checked_rebuild(torch._utils._rebuild_tensor_v2),
         ("torch._utils", "_rebuild_tensor"): checked_rebuild(torch._utils._rebuild_tensor),
         ("torch.storage", "_load_from_bytes"): load_from_bytes,
         ("collections", "OrderedDict"): collections.OrderedDict,
-        ("_codecs", "encode"): codecs_encode,
     }
-
-    class RestrictedUnpickler(pickle.Unpickler):
-        def find_class(self, module: str, name: str) -> Any:
-            try:
-                return allowed[(module, name)]
-            except KeyError:
-                raise UnsafePickleError(
-                    f"{path}: refused to unpickle global '{module}.{name}'; a ZINC molecules pickle only references "
-                    f"{', '.join(sorted(f'{m}.{n}' for m, n in allowed))}. The file is not a ZINC raw pickle "
-                    "or has been tampered with.") from None
-
-        def persistent_load(self, pid):
-            raise UnsafePickleError(f"{path}: refused a persistent id {pid!r} (not used by ZINC raw pickles)")
-
-    return RestrictedUnpickler
 
 
 def load_zinc_pickle(path: str) -> list:
@@ -148,16 +119,13 @@ def load_zinc_pickle(path: str) -> list:
     torch = _require_torch(f"reading {path}")
     if not os.path.isfile(path):
         raise ZincFormatError(f"ZINC raw file not found: {path}. Expected layout: {LAYOUT}.")
-    unpickler_cls = _make_restricted_unpickler(torch, path)
     with open(path, "rb") as f:
-        try:
-            data = unpickler_cls(f).load()
-        except UnsafePickleError:
-            raise
-        except Exception as e:
-            f.seek(0)
-            hint = " (it is a zip archive: unzip molecules.zip first)" if f.read(4) == b"PK\x03\x04" else ""
-            raise ZincFormatError(f"{path}: not a readable pickle{hint} ({type(e).__name__}: {e})") from e
+        is_zip = f.read(4) == b"PK\x03\x04"
+        f.seek(0)
+        hint = " (it is a zip archive: unzip molecules.zip first)" if is_zip else ""
+        data = restricted_load(
+            f, allowed=_allowed_globals(torch, path), path=path, what="a ZINC molecules pickle",
+            on_error=lambda e: ZincFormatError(f"{path}: not a readable pickle{hint} ({type(e).__name__}: {e})"))
     if not isinstance(data, (list, tuple)):
         raise ZincFormatError(
             f"{path}: top-level object is {type(data).__name__}, expected a list of molecule dicts with keys "

@@ -19,6 +19,7 @@ from jaxmodels import models
 from jaxmodels.data import build_preprocess, build_source, make_eval_iterator, make_train_iterator
 from jaxmodels.training.loop import Experiment, TrainResult, train
 from jaxmodels.training.optimizers import build_optimizer, learning_rate_schedule
+from jaxmodels.training.step import gradient_step
 
 
 def smooth_labels(labels: jax.Array, num_classes: int, smoothing: float) -> jax.Array:
@@ -65,16 +66,14 @@ def train_step(state, batch, *, model, tx, schedule, num_classes: int, label_smo
     if mixup_alpha > 0:
         images, targets = mixup(mixup_rng, images, targets, mixup_alpha)
 
-    def loss_fn(params):
-        logits = model.apply({"params": params}, images, train=True, rngs={"dropout": dropout_rng})
-        return jnp.mean(cross_entropy(logits, targets)), logits
+    def loss_fn(params, batch, rng):
+        logits = model.apply({"params": params}, batch["image"], train=True, rngs={"dropout": rng})
+        return jnp.mean(cross_entropy(logits, batch["target"])), logits
 
-    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
-    metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
-               "learning_rate": schedule(state["step"]), "grad_norm": optax.global_norm(grads)}
-    new_state = {**state, "step": state["step"] + 1, "params": params, "opt_state": opt_state}
+    result = gradient_step(loss_fn, state["params"], state["opt_state"], tx, {"image": images, "target": targets},
+                           has_aux=True, rng=dropout_rng, schedule=schedule, step=state["step"])
+    metrics = {**result.metrics, "accuracy": jnp.mean(jnp.argmax(result.aux, -1) == labels)}
+    new_state = {**state, "step": state["step"] + 1, "params": result.params, "opt_state": result.opt_state}
     return new_state, metrics
 
 

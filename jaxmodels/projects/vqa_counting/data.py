@@ -31,7 +31,8 @@ What follows the official code (``vqa-v2/data.py``, ``vqa-v2/preprocess-vocab.py
 Adaptations for a jitted JAX step: questions are padded/truncated to a fixed length, the K boxes of an
 image are zero-padded/truncated to a fixed ``num_boxes``, batches are not sorted by question length
 (the official ``collate_fn`` does that only for PyTorch packed sequences; the length is returned), and
-the training iterator yields fixed-size batches from an endless stream of per-epoch permutations.
+the training iterator yields fixed-size global batches from an endless stream of per-epoch permutations,
+each process reading only its rows of each.
 
 Every malformed input raises :class:`VQAFormatError` (a ``ValueError``) whose message starts with the
 file's base name, then the 1-based line for TSV (``"feats.tsv:3: ..."``) or the JSON location
@@ -52,12 +53,14 @@ import itertools
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import h5py
 import numpy as np
+
+from jaxmodels.training.files import atomic_path, atomic_write_json
+from jaxmodels.training.iterators import ProcessSlicedBatches
 
 __all__ = [
     "VQAFormatError",
@@ -281,16 +284,7 @@ def build_vocab(questions_json, annotations_json, max_answers: int = 3000) -> di
 
 def save_vocab(vocab: Mapping[str, Mapping[str, int]], path: PathLike) -> None:
     """Writes ``vocab`` as JSON (the ``vocab.json`` of the official code), atomically."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{_name(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps({"question": dict(vocab["question"]), "answer": dict(vocab["answer"])}))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write_json(path, {"question": dict(vocab["question"]), "answer": dict(vocab["answer"])})
 
 
 def load_vocab(path: PathLike) -> dict[str, dict[str, int]]:
@@ -481,10 +475,7 @@ def convert_tsv_to_hdf5(tsv_paths, h5_path: PathLike, num_boxes: int = 100, feat
     Returns ``h5_path``.
     """
     paths = _tsv_paths(tsv_paths)
-    directory = os.path.dirname(os.path.abspath(h5_path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{_name(h5_path)}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(h5_path) as tmp:
         with h5py.File(tmp, "w") as out:
             feats = out.create_dataset("features", shape=(0, feature_dim, num_boxes), maxshape=(None, feature_dim, num_boxes),
                                        dtype="float32", chunks=(1, feature_dim, num_boxes))
@@ -519,11 +510,6 @@ def convert_tsv_to_hdf5(tsv_paths, h5_path: PathLike, num_boxes: int = 100, feat
                     flush()
             if block:
                 flush()
-        os.replace(tmp, h5_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return os.fspath(h5_path)
 
 
@@ -862,74 +848,41 @@ class VQADataset:
             "question_index": q.astype(np.int32),
         }
 
-    def train_iterator(self, batch_size: int, seed: int = 0) -> VQATrainIterator:
-        """Endless shuffled fixed-size batches (:class:`VQATrainIterator`)."""
-        return VQATrainIterator(self, batch_size, seed)
+    def train_iterator(self, batch_size: int, seed: int = 0, *, process_index: int | None = None,
+                       process_count: int | None = None) -> VQATrainIterator:
+        """Endless shuffled global batches of ``batch_size``, this process's rows of each (:class:`VQATrainIterator`)."""
+        return VQATrainIterator(self, batch_size, seed, process_index=process_index, process_count=process_count)
 
     def eval_iterator(self, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
         """One ordered pass with a padded last batch and a ``mask`` (:func:`eval_iterator`)."""
         return eval_iterator(self, batch_size)
 
 
-class VQATrainIterator:
-    """Endless training batches of exactly ``batch_size`` examples.
+class VQATrainIterator(ProcessSlicedBatches):
+    """Endless training batches: this process's rows of global batches of exactly ``batch_size`` examples.
 
     The examples are drawn from a stream of permutations, epoch ``e`` being
     ``np.random.default_rng([seed, e]).permutation(len(dataset))``; a batch that crosses an epoch
     boundary is completed from the next epoch (so nothing is dropped, and datasets smaller than a
-    batch work). Deterministic for ``seed``. :meth:`get_state` returns ``{"epoch", "position"}``
-    (``position``: examples of epoch ``epoch`` already consumed); :meth:`set_state` resumes there, so
-    the next batch equals the one an uninterrupted iterator would have produced.
+    batch work). Process ``p`` of ``P`` reads rows ``p * batch_size / P`` to ``(p + 1) * batch_size / P``
+    of each global batch (:class:`jaxmodels.training.iterators.ProcessSlicedBatches`); on one process
+    that is the whole batch. Deterministic for ``seed``. :meth:`get_state` returns ``{"epoch",
+    "position"}`` (``position``: examples of epoch ``epoch`` already consumed, by all processes);
+    :meth:`set_state` resumes there, so the next batch equals the one an uninterrupted iterator would
+    have produced.
     """
 
-    def __init__(self, dataset: VQADataset, batch_size: int, seed: int = 0):
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        if len(dataset) == 0:
-            raise ValueError("cannot iterate over an empty dataset")
+    def __init__(self, dataset: VQADataset, batch_size: int, seed: int = 0, *, process_index: int | None = None,
+                 process_count: int | None = None):
+        super().__init__(len(dataset), batch_size, shuffle=True, seed=seed, process_index=process_index,
+                         process_count=process_count)
+        if self.batch_size % self.process_count:
+            raise ValueError(f"batch_size={batch_size} does not divide among {self.process_count} processes")
         self.dataset = dataset
-        self.batch_size = int(batch_size)
-        self.seed = int(seed)
-        self.epoch = 0
-        self.position = 0
-        self._perm_epoch: int | None = None
-        self._perm: np.ndarray | None = None
 
-    def _permutation(self, epoch: int) -> np.ndarray:
-        if self._perm_epoch != epoch:
-            self._perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))
-            self._perm_epoch = epoch
-        return self._perm
-
-    def next_indices(self) -> np.ndarray:
-        """Positions of the next batch (advances the state)."""
-        n = len(self.dataset)
-        out = []
-        need = self.batch_size
-        while need:
-            take = self._permutation(self.epoch)[self.position:self.position + need]
-            out.append(take)
-            need -= take.shape[0]
-            self.position += take.shape[0]
-            if self.position == n:
-                self.epoch += 1
-                self.position = 0
-        return np.concatenate(out)
-
-    def __iter__(self) -> VQATrainIterator:
-        return self
-
-    def __next__(self) -> dict[str, np.ndarray]:
-        return self.dataset.batch(self.next_indices())
-
-    def get_state(self) -> dict[str, int]:
-        return {"epoch": int(self.epoch), "position": int(self.position)}
-
-    def set_state(self, state: Mapping[str, Any]) -> None:
-        epoch, position = int(state["epoch"]), int(state["position"])
-        if epoch < 0 or not 0 <= position < len(self.dataset):
-            raise ValueError(f"invalid iterator state {dict(state)} for a dataset of {len(self.dataset)} examples")
-        self.epoch, self.position = epoch, position
+    def read(self, shards: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """This process's rows of the global batch (:meth:`VQADataset.batch`)."""
+        return self.dataset.batch(np.concatenate(shards))
 
 
 def eval_iterator(dataset: VQADataset, batch_size: int) -> Iterator[dict[str, np.ndarray]]:

@@ -19,7 +19,6 @@ are written as ``<workdir>/eval/predictions_<step>.json`` in the submission form
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 from typing import Any
@@ -28,12 +27,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from jaxmodels import models
 from jaxmodels.projects.vqa_counting import data as vqa_data
 from jaxmodels.training.loop import Experiment, TrainResult, train
 from jaxmodels.training.optimizers import build_optimizer, learning_rate_schedule
+from jaxmodels.training.files import atomic_write_json
+from jaxmodels.training.step import gradient_step
 from jaxmodels.projects.vqa_counting.metrics import accuracy_by_type, batch_accuracy, vqa_accuracy
 from jaxmodels.vqa.model import soft_cross_entropy
 
@@ -97,22 +97,19 @@ def make_init_state(model, tx, example: dict):
 
 
 def train_step(state, batch, *, model, tx, schedule):
-    dropout_rng = jax.random.fold_in(state["rng"], state["step"])
-
-    def loss_fn(params):
+    def loss_fn(params, batch, collections, rng):
         logits, updates = model.apply(
-            {"params": params, "batch_stats": state["batch_stats"]}, batch["features"], batch["boxes"],
-            batch["question"], batch["question_length"], train=True, rngs={"dropout": dropout_rng},
+            {"params": params, "batch_stats": collections}, batch["features"], batch["boxes"],
+            batch["question"], batch["question_length"], train=True, rngs={"dropout": rng},
             mutable=["batch_stats"])
-        return jnp.mean(soft_cross_entropy(logits, batch["answers"])), (logits, updates)
+        return jnp.mean(soft_cross_entropy(logits, batch["answers"])), (logits, updates["batch_stats"])
 
-    (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-    opt_updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], opt_updates)
-    metrics = {"loss": loss, "accuracy": jnp.mean(batch_accuracy(logits, batch["answers"])),
-               "learning_rate": schedule(state["step"]), "grad_norm": optax.global_norm(grads)}
-    return {**state, "step": state["step"] + 1, "params": params, "batch_stats": updates["batch_stats"],
-            "opt_state": opt_state}, metrics
+    result = gradient_step(loss_fn, state["params"], state["opt_state"], tx, batch, has_aux=True,
+                           collections=state["batch_stats"], rng=jax.random.fold_in(state["rng"], state["step"]),
+                           schedule=schedule, step=state["step"])
+    metrics = {**result.metrics, "accuracy": jnp.mean(batch_accuracy(result.aux, batch["answers"]))}
+    return {**state, "step": state["step"] + 1, "params": result.params, "batch_stats": result.collections,
+            "opt_state": result.opt_state}, metrics
 
 
 def predict_logits(state, batch, *, model):
@@ -170,12 +167,7 @@ def make_experiment(config, data: dict, workdir: str) -> Experiment:
     def eval_metrics_fn(step, state):
         metrics, predictions = official_evaluation(state, val_set, predict, eval_batch)
         if jax.process_index() == 0:
-            out = os.path.join(workdir, "eval")
-            os.makedirs(out, exist_ok=True)
-            tmp = os.path.join(out, f"predictions_{step}.json.tmp")
-            with open(tmp, "w") as f:
-                json.dump(predictions, f)
-            os.replace(tmp, os.path.join(out, f"predictions_{step}.json"))
+            atomic_write_json(os.path.join(workdir, "eval", f"predictions_{step}.json"), predictions)
         return {f"vqa_accuracy/{k.replace('/', '_')}": v for k, v in metrics.items()}
 
     return Experiment(

@@ -33,16 +33,13 @@ probability ``answer_noise`` by a wrong one (count +-1, floored at 0; yes <-> no
 """
 from __future__ import annotations
 
-import json
 import os
-import tempfile
-from collections.abc import Callable
-from typing import Any
 
 import h5py
 import numpy as np
 
 from jaxmodels.projects.vqa_counting.data import NUM_HUMAN_ANSWERS, build_vocab, save_vocab
+from jaxmodels.training.files import atomic_path, atomic_save_npz, atomic_write_json
 
 __all__ = ["COLORS", "SHAPES", "IMAGE_SIZE", "class_names", "make_scenes", "write_synthetic_vqa"]
 
@@ -183,26 +180,6 @@ def _qa(image_ids: np.ndarray, counts: np.ndarray, names: list[str], rng: np.ran
     return ({**common, "task_type": "Open-Ended", "questions": questions}, {**common, "annotations": annotations})
 
 
-def _atomic_write(path: str, write: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=f".{os.path.basename(path)}.",
-                               suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _write_json(path: str, data: Any) -> None:
-    def write(tmp):
-        with open(tmp, "w") as f:
-            f.write(json.dumps(data))  # dumps uses the C encoder, json.dump does not
-    _atomic_write(path, write)
-
-
 def write_synthetic_vqa(directory, num_train_images: int = 1000, num_val_images: int = 200, seed: int = 0, *,
                         num_boxes: int = 16, num_classes: int = 4, feature_dim: int = 64, max_objects: int = 6,
                         max_duplicates: int = 3, min_background: int = 1, jitter: float = 0.1, noise: float = 0.1,
@@ -231,24 +208,17 @@ def write_synthetic_vqa(directory, num_train_images: int = 1000, num_val_images:
     qa = {split: _qa(image_ids[s], scenes["counts"][s], names, rng, yes_no_per_image=yes_no_per_image,
                      answer_noise=answer_noise, split=split) for split, s in splits.items()}
 
-    def write_h5(tmp):
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("features", data=scenes["features"].transpose(0, 2, 1))
-            f.create_dataset("boxes", data=scenes["boxes"].transpose(0, 2, 1))
-            f.create_dataset("ids", data=image_ids.astype(np.int32))
-            f.create_dataset("widths", data=np.full(n, IMAGE_SIZE, np.int32))
-            f.create_dataset("heights", data=np.full(n, IMAGE_SIZE, np.int32))
-
-    def write_npz(tmp):
-        with open(tmp, "wb") as f:
-            np.savez(f, image_ids=image_ids, proposal_class=scenes["proposal_class"],
-                     proposal_object=scenes["proposal_object"], counts=scenes["counts"],
-                     class_names=np.asarray(names), embeddings=embeddings.astype(np.float32))
-
-    _atomic_write(paths["features"], write_h5)
-    _atomic_write(paths["scenes"], write_npz)
+    with atomic_path(paths["features"]) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("features", data=scenes["features"].transpose(0, 2, 1))
+        f.create_dataset("boxes", data=scenes["boxes"].transpose(0, 2, 1))
+        f.create_dataset("ids", data=image_ids.astype(np.int32))
+        f.create_dataset("widths", data=np.full(n, IMAGE_SIZE, np.int32))
+        f.create_dataset("heights", data=np.full(n, IMAGE_SIZE, np.int32))
+    atomic_save_npz(paths["scenes"], {"image_ids": image_ids, "proposal_class": scenes["proposal_class"],
+                                      "proposal_object": scenes["proposal_object"], "counts": scenes["counts"],
+                                      "class_names": np.asarray(names), "embeddings": embeddings.astype(np.float32)})
     for split, (questions_json, annotations_json) in qa.items():
-        _write_json(paths[f"{split}_questions"], questions_json)
-        _write_json(paths[f"{split}_annotations"], annotations_json)
+        atomic_write_json(paths[f"{split}_questions"], questions_json)
+        atomic_write_json(paths[f"{split}_annotations"], annotations_json)
     save_vocab(build_vocab(qa["train"][0], qa["train"][1], max_answers=max_answers), paths["vocab"])
     return paths

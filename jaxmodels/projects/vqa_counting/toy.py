@@ -31,6 +31,9 @@ import numpy as np
 import optax
 
 from jaxmodels.projects.vqa_counting.toy_data import toy_batch
+from jaxmodels.training.files import atomic_write_json
+from jaxmodels.training.metrics import console
+from jaxmodels.training.step import gradient_step
 from jaxmodels.vqa.counting import Counter, piecewise_linear, to_one_hot
 
 
@@ -99,7 +102,7 @@ def train_point(key: jax.Array, side, noise, settings: ToySettings) -> dict[str,
     tx = optax.adam(settings.learning_rate)
     opt_states = tuple(tx.init(p) for p in params)
 
-    def loss_fn(p, model, batch):
+    def loss_fn(p, batch, *, model):
         logits = model.apply({"params": p}, batch["boxes"], batch["attention"])
         return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch["count"]))
 
@@ -108,11 +111,10 @@ def train_point(key: jax.Array, side, noise, settings: ToySettings) -> dict[str,
         batch = toy_batch(jax.random.fold_in(data_key, i), settings.batch_size, side, noise, settings.objects)
         new_params, new_states, losses = [], [], []
         for model, p, s in zip(models, params, opt_states):
-            loss, grads = jax.value_and_grad(loss_fn)(p, model, batch)
-            updates, s = tx.update(grads, s, p)
-            new_params.append(optax.apply_updates(p, updates))
-            new_states.append(s)
-            losses.append(loss)
+            result = gradient_step(functools.partial(loss_fn, model=model), p, s, tx, batch)
+            new_params.append(result.params)
+            new_states.append(result.opt_state)
+            losses.append(result.metrics["loss"])
         return (tuple(new_params), tuple(new_states)), jnp.stack(losses)
 
     (params, _), losses = jax.lax.scan(train_step, (params, opt_states), jnp.arange(settings.train_iterations))
@@ -172,14 +174,7 @@ def _load_results(path: str) -> dict[str, dict]:
         raise ValueError(f"{path}: not a counting-toy results file ({error}); move it away to start afresh") from error
 
 
-def _write_json_atomic(path: str, payload) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f)
-    os.replace(tmp, path)
-
-
-def run_sweeps(config, workdir: str, *, log=print) -> dict[str, dict]:
+def run_sweeps(config, workdir: str, *, log=console) -> dict[str, dict]:
     """Runs (or resumes) every sweep point of ``config`` and writes the results and figures.
 
     ``workdir`` gets ``results.json`` (every point: l, q, both accuracies, losses, learned f weights;
@@ -219,7 +214,7 @@ def run_sweeps(config, workdir: str, *, log=print) -> dict[str, dict]:
             writer.write_scalars(points.index(point), {
                 f"{point['setting']}_{point['param']}/counter_accuracy": record["counter"],
                 f"{point['setting']}_{point['param']}/baseline_accuracy": record["baseline"]})
-        _write_json_atomic(results_path, {"points": done})
+        atomic_write_json(results_path, {"points": done})
         finished = first + len(group)
         elapsed = time.time() - start
         eta = elapsed / finished * (len(todo) - finished)
@@ -230,6 +225,20 @@ def run_sweeps(config, workdir: str, *, log=print) -> dict[str, dict]:
     writer.close()
     write_report(done, workdir, config)
     return done
+
+
+def train_and_evaluate(config, workdir: str) -> dict[str, dict]:
+    """What ``train/vqa_counting_toy.py`` runs: :func:`run_sweeps` in ``workdir``, progress on the console."""
+    return run_sweeps(config, os.path.abspath(workdir))
+
+
+def describe(workdir: str, done: Mapping[str, dict]) -> str:
+    """The end-of-run console summary: where the table, the figures and the points are."""
+    workdir = os.path.abspath(workdir)
+    return (f"Accuracy table: {os.path.join(workdir, 'accuracy_table.md')}\n"
+            f"Figure:         {os.path.join(workdir, 'accuracy_curves.png')}\n"
+            f"Learned f:      {os.path.join(workdir, 'learned_functions.png')}\n"
+            f"All points:     {os.path.join(workdir, 'results.json')}")
 
 
 def ordered_curves(done: Mapping[str, dict], setting: str, param: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

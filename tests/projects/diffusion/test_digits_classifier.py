@@ -1,4 +1,6 @@
-"""The in-repo digits classifier: accuracy, digits FD / classifier score sanity, Orbax cache."""
+"""The in-repo digits classifier: accuracy, digits FD / classifier score sanity, Orbax cache.
+
+The default-recipe classifier is trained once per test run (``digits_classifier_cache`` in conftest.py)."""
 import jax
 import numpy as np
 import pytest
@@ -10,13 +12,8 @@ from jaxmodels.diffusion.evaluation import classifier_score, compute_statistics,
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("jaxmodels_cache") / "digits_classifier"
-
-
-@pytest.fixture(scope="module")
-def variables(cache_dir):
-    return dc.load_or_train(cache_dir)  # trains once for the module (default recipe) and caches
+def variables(digits_classifier_cache):
+    return dc.load_or_train(digits_classifier_cache / "digits_classifier")  # the default recipe, trained once per run
 
 
 @pytest.fixture(scope="module")
@@ -68,21 +65,25 @@ def test_classifier_score_and_quality_report(variables, digits):
     assert noisy["fd"] > 100 and noisy["num_samples"] == 200
 
 
-def test_cache_round_trip(variables, cache_dir, monkeypatch):
+def test_cache_round_trip(tmp_path, monkeypatch):
+    """A short recipe (3 steps) trained into an empty cache, then read back instead of retrained."""
+    cache_dir = tmp_path / "jaxmodels_cache" / "digits_classifier"
+    trained = dc.load_or_train(cache_dir, steps=3)
+
     def no_training(*args, **kwargs):
         raise AssertionError("load_or_train retrained instead of reading the cache")
 
     monkeypatch.setattr(dc, "train_digits_classifier", no_training)
-    restored = dc.load_or_train(cache_dir)
+    restored = dc.load_or_train(cache_dir, steps=3)
     entries = sorted(p.name for p in cache_dir.iterdir())
-    assert entries == [f"{dc.CACHE_VERSION}-seed0-steps{dc.DEFAULT_STEPS}"]  # no temporary left behind
-    jax.tree_util.tree_map(np.testing.assert_array_equal, restored, variables)  # same structure and values
+    assert entries == [f"{dc.CACHE_VERSION}-seed0-steps3"]  # no temporary left behind
+    jax.tree_util.tree_map(np.testing.assert_array_equal, restored, trained)  # same structure and values
     images = digits_images("test")[0][:40]
-    np.testing.assert_array_equal(dc.digits_probs(restored, images), dc.digits_probs(variables, images))
-    np.testing.assert_array_equal(dc.digits_extractor(restored)(images), dc.digits_extractor(variables)(images))
+    np.testing.assert_array_equal(dc.digits_probs(restored, images), dc.digits_probs(trained, images))
+    np.testing.assert_array_equal(dc.digits_extractor(restored)(images), dc.digits_extractor(trained)(images))
 
     # The environment variable picks the cache root when no directory is given.
     monkeypatch.setenv("JAXMODELS_CACHE", str(cache_dir.parent))
     assert dc.default_cache_dir() == str(cache_dir)
-    from_env = dc.load_or_train()
-    np.testing.assert_array_equal(from_env["params"]["head"]["kernel"], variables["params"]["head"]["kernel"])
+    from_env = dc.load_or_train(steps=3)
+    np.testing.assert_array_equal(from_env["params"]["head"]["kernel"], trained["params"]["head"]["kernel"])

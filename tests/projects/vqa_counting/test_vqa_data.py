@@ -372,6 +372,43 @@ def test_train_iterator_determinism_and_resume(small):
         resumed.set_state({"epoch": 0, "position": 5})
 
 
+def test_train_iterator_reads_only_this_process_rows(small):
+    ds = VQADataset(small["q"], small["a"], small["h5"], small["vocab"])  # 5 examples
+    single = ds.train_iterator(4, seed=3, process_index=0, process_count=1)
+    halves = [ds.train_iterator(4, seed=3, process_index=p, process_count=2) for p in range(2)]
+    for _ in range(6):
+        whole, parts = next(single), [next(h) for h in halves]
+        assert all(p["question"].shape == (2, 5) for p in parts)
+        for key in whole:  # process 0's rows then process 1's: the global batch of one process
+            np.testing.assert_array_equal(np.concatenate([p[key] for p in parts]), whole[key])
+    assert halves[0].get_state() == halves[1].get_state() == single.get_state()
+    with pytest.raises(ValueError, match="does not divide"):
+        ds.train_iterator(3, process_index=0, process_count=2)
+
+
+OLD_VQA_CHECKPOINT = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "old_checkpoints", "vqa",
+                                  "checkpoints", "2")
+
+
+def test_train_iterator_resumes_a_state_written_by_the_old_iterator(tmp_path):
+    with open(os.path.join(OLD_VQA_CHECKPOINT, "data", "metadata")) as f:
+        state = json.load(f)
+    with open(os.path.join(OLD_VQA_CHECKPOINT, "config", "metadata")) as f:
+        config = json.load(f)
+    syn = config["data"]["synthetic_scenes"]
+    paths = write_synthetic_vqa(tmp_path, syn["num_train_images"], syn["num_val_images"], seed=syn["seed"],
+                                num_boxes=config["data"]["num_boxes"], num_classes=syn["num_classes"],
+                                feature_dim=syn["feature_dim"], max_objects=syn["max_objects"],
+                                max_duplicates=syn["max_duplicates"])
+    ds = VQADataset(paths["train_questions"], paths["train_annotations"], paths["features"], paths["vocab"],
+                    answerable_only=True)
+    it = ds.train_iterator(config["batch_size"], seed=config["seed"])
+    it.set_state(state)
+    assert state == {"epoch": 0, "position": 32}  # two steps of 16: what the old VQATrainIterator wrote
+    positions = np.random.default_rng([config["seed"], 0]).permutation(len(ds))[32:48]
+    np.testing.assert_array_equal(next(it)["question_index"], ds.indices[positions])
+
+
 def test_eval_iterator_pads_and_masks(small):
     ds = VQADataset(small["q"], small["a"], small["h5"], small["vocab"])
     batches = list(ds.eval_iterator(2))
