@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import tempfile
-import textwrap
 import types
 
 import pytest
@@ -60,8 +59,8 @@ _PYTORCH_NAMES = re.compile(r"\b(" + "|".join(_PYTORCH_FAMILY) + r")\b")
 _MULTIDEVICE_FILES = {os.path.join("training", name)
                       for name in ("test_parallel.py", "test_mesh.py", "test_multihost.py")}
 _MULTIDEVICE_SOURCE = re.compile(
-    r"make_mesh\(|Mesh\(|mesh\.update|MESHES|mesh=dict\(|\b(data|fsdp|model)=[2-9]\b|addressable_shards|"
-    r"\.sharding\b|NamedSharding|device_count\(\)|jax\.devices\(\)|jax\.distributed|num_devices=[2-9]")
+    r"""\b(data|fsdp|model)["']?\s*[=:]\s*[2-9]\b|mesh\.update|MESHES|addressable_shards|\.sharding\b|"""
+    r"NamedSharding|device_count\(\)|jax\.devices\(\)|jax\.distributed|num_devices=[2-9]")
 
 
 def pytest_configure(config):
@@ -78,11 +77,36 @@ def pytest_sessionfinish(session):
 
 
 @functools.lru_cache(maxsize=None)
-def _source(function) -> str:
+def _definitions(filename: str) -> dict:
+    """The functions and classes of a file: (source text, names it uses), by the line its def (or its first
+    decorator) is on, and the module-level ones also by name."""
     try:
-        return inspect.getsource(function)
-    except (OSError, TypeError):
-        return ""
+        with open(filename, encoding="utf-8") as f:
+            text = f.read()
+        tree = ast.parse(text)
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return {}
+    lines, definitions = text.splitlines(), {}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            first = min([node.lineno] + [decorator.lineno for decorator in node.decorator_list])
+            names = frozenset(n.id for n in ast.walk(node) if isinstance(n, ast.Name))
+            definitions[first] = ("\n".join(lines[first - 1:node.end_lineno]), names)
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            definitions[node.name] = definitions[min([node.lineno] + [d.lineno for d in node.decorator_list])]
+    return definitions
+
+
+def _definition(obj):
+    """(source text, names used) of a function or a module-level class of the suite, or None."""
+    obj = inspect.unwrap(obj)
+    code = getattr(obj, "__code__", None)
+    if code is not None:
+        return _definitions(code.co_filename).get(code.co_firstlineno)
+    module = inspect.getmodule(obj)
+    filename = getattr(module, "__file__", None)
+    return _definitions(filename).get(obj.__name__) if filename else None
 
 
 def _own_source(item) -> str:
@@ -92,29 +116,23 @@ def _own_source(item) -> str:
     pending = [getattr(item, "function", None)]
     fixture_info = getattr(item, "_fixtureinfo", None)
     for defs in (fixture_info.name2fixturedefs.values() if fixture_info is not None else ()):
-        pending += [d.func for d in defs if (inspect.getsourcefile(d.func) or "").startswith(TESTS)]
+        pending += [d.func for d in defs if getattr(getattr(d.func, "__code__", None), "co_filename", "").startswith(TESTS)]
     seen, parts = set(), []
     while pending:
-        function = pending.pop()
-        if function is None or function in seen:
+        obj = pending.pop()
+        if obj is None or obj in seen:
             continue
-        seen.add(function)
-        text = _source(inspect.unwrap(function))
+        seen.add(obj)
+        definition = _definition(obj)
+        if definition is None:
+            continue
+        text, names = definition
         parts.append(text)
-        if module is not None and text:
-            pending += [helper for helper in map(module.__dict__.get, _names(text))
+        if module is not None:
+            pending += [helper for helper in map(module.__dict__.get, names)
                         if (inspect.isfunction(helper) or inspect.isclass(helper))
                         and helper.__module__ == module.__name__]
     return "\n".join(parts)
-
-
-@functools.lru_cache(maxsize=None)
-def _names(source: str) -> frozenset:
-    try:
-        tree = ast.parse(textwrap.dedent(source))
-    except SyntaxError:
-        return frozenset()
-    return frozenset(node.id for node in ast.walk(tree) if isinstance(node, ast.Name))
 
 
 def _imports_pytorch_family(module) -> bool:
