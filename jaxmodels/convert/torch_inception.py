@@ -8,8 +8,8 @@ The FID weights are pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` (Tens
     from jaxmodels.vision.inception import inception_extractor
     extractor = inception_extractor(load_torch_inception("pt_inception-2015-12-05-6726825d.pth"))
 
-Reading: ``jaxmodels.convert.state_dict.read_state_dict``, i.e. ``torch.load(path, map_location="cpu",
-weights_only=True)`` (never an unrestricted pickle), or a ``.safetensors`` file (read by the
+Reading: ``jaxmodels.convert.state_dict.read_state_dict``, i.e. ``torch_load`` (weights only, never an
+unrestricted pickle), or a ``.safetensors`` file (read by the
 ``safetensors`` package when installed, else by that module's own reader; no torch needed).
 torchvision's own ``inception_v3`` state dicts have the same names plus ``AuxLogits.*``, which are
 skipped (the auxiliary head is unused at inference).

